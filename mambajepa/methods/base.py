@@ -1,0 +1,96 @@
+"""What a training method supplies to the method-agnostic :class:`~mambajepa.train.Trainer`.
+
+A method is an ``nn.Module`` holding every model it trains (and any frozen or EMA copies),
+plus the recipe glue: how to build it from a config, which data it reads, how its
+parameters are grouped, and one training step.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainOutput:
+    """Result of one training step.
+
+    Attributes:
+        loss: scalar tensor that the trainer back-propagates.
+        metrics: extra scalars to log (floats or 0-d tensors; detached by the trainer).
+    """
+
+    loss: torch.Tensor
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParamGroupSpec:
+    """A module whose trainable parameters form one optimizer group (split by weight decay).
+
+    Attributes:
+        name: label used in logs (``"predictor"``, ``"text_encoder"``).
+        module: the module; its parameters with ``requires_grad=False`` are left out.
+        lr_mult: multiplier on the scheduled learning rate.
+        wd_mult: multiplier on the scheduled weight decay.
+    """
+
+    name: str
+    module: nn.Module
+    lr_mult: float = 1.0
+    wd_mult: float = 1.0
+
+
+@dataclass
+class DataSpec:
+    """The data a method trains and evaluates on.
+
+    Attributes:
+        train: a map-style ``Dataset`` (exact resume) or an ``IterableDataset``.
+        val: optional held-out dataset for the periodic evaluation hook.
+        collate_fn: ``collate_fn(samples, generator) -> batch``; ``generator`` is a
+            ``torch.Generator`` seeded by the trainer from (seed, batch index, rank) so that
+            random choices made at collation (masks) are reproducible across resumes.
+    """
+
+    train: Any
+    val: Any = None
+    collate_fn: Callable[[list, torch.Generator], Any] | None = None
+
+
+class Method(nn.Module, metaclass=abc.ABCMeta):
+    """Base class of registered training methods (see :func:`mambajepa.registry.register_method`)."""
+
+    name: ClassVar[str] = ""
+    #: the top-level dataclass config of this method (a subclass of ``mambajepa.config.RunConfig``)
+    config_cls: ClassVar[type]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config: Any) -> Method:
+        """Build the method (models initialised, nothing loaded from the run directory)."""
+
+    @abc.abstractmethod
+    def build_data(self, config: Any) -> DataSpec:
+        """Return the datasets for ``config``."""
+
+    def param_groups(self) -> list[ParamGroupSpec]:
+        """Optimizer groups; the default trains every trainable parameter at the base lr."""
+        return [ParamGroupSpec("all", self)]
+
+    @abc.abstractmethod
+    def training_step(self, batch: Any, step: int) -> TrainOutput:
+        """Forward pass and loss for one (micro-)batch."""
+
+    def after_optimizer_step(self, step: int, max_steps: int) -> None:
+        """Hook run after each optimizer update (EMA targets update here)."""
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[Any]) -> dict[str, float]:
+        """Periodic evaluation on held-out batches; returns scalars to log (default: none)."""
+        return {}
