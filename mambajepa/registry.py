@@ -59,7 +59,11 @@ def load_all() -> None:
     for package_name in _REGISTERING_PACKAGES:
         package = importlib.import_module(package_name)
         for info in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package_name}.{info.name}")
+            module_name = f"{package_name}.{info.name}"
+            try:
+                importlib.import_module(module_name)
+            except ImportError as err:
+                raise ImportError(f"registering presets: importing {module_name} failed: {err}") from err
     _loaded = True
 
 
