@@ -1,10 +1,11 @@
-"""Encoder benchmarks: forward clips/s of our ViT vs ``transformers`` ``VJEPA2Model`` (same weights, same input).
+"""Encoder benchmarks: our ViT vs ``transformers`` ``VJEPA2Model`` (same weights, same input), and VideoMamba.
 
 Run ``mambajepa bench encoders`` or ``python benchmarks/encoders.py [--quick]``. The peer is built
 from the same configuration, its weights are copied into ours through the V-JEPA 2 mapping, the
 outputs are checked to agree, and both are timed in alternating rounds in this process; the
-ratio ours / peer is printed (goal: >= 1.0). Sections are functions returning a dict of results,
-so further encoders add their own section beside :func:`bench_vit`.
+ratio ours / peer is printed (goal: >= 1.0). :func:`bench_videomamba` times VideoMamba-Ti
+(by default) on whole clips and as a stream of chunks carrying the SSM state (goal: per-chunk
+latency flat in the stream position). Sections are functions returning a dict of results.
 """
 
 from __future__ import annotations
@@ -115,7 +116,93 @@ def bench_vit(args: argparse.Namespace) -> dict:
     }
 
 
-SECTIONS = {"vit": bench_vit}
+def bench_videomamba(args: argparse.Namespace) -> dict:
+    """Time VideoMamba on whole clips and as a stream of chunks carrying the SSM state.
+
+    Whole clips: the bidirectional model (``bimamba=True``, the released form) and the causal,
+    streamable one (``bimamba=False``). Stream: the causal model fed ``--stream-chunks`` chunks of
+    ``--chunk-frames`` frames, each continuing from the previous chunk's state; every round starts
+    a fresh stream, and per stream position the best round is kept. A recurrent state of fixed
+    size makes the per-chunk latency flat in the position, so ``late/early`` (mean latency of the
+    last quarter of the stream over the first quarter) should be ~1. On a shared machine load
+    drifts during a stream; ``late_over_first_adjacent`` divides each chunk's latency by that of
+    the same chunk at position 0 timed right after it (median over rounds, mean over the last
+    quarter), which cancels the drift.
+
+    Returns:
+        A dict with the sizes, clips/s of both models, per-chunk latencies (ms) by position, the
+        late/early ratio and the streamed frames/s.
+    """
+    from mambajepa.encoders.videomamba import VideoMamba, VideoMambaConfig
+
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    sizes = dict(
+        img_size=args.vm_size,
+        patch_size=args.vm_patch,
+        depth=args.vm_depth,
+        embed_dim=args.vm_dim,
+        num_frames=args.vm_frames,
+    )
+    torch.manual_seed(0)
+    bi = VideoMamba(VideoMambaConfig(**sizes, bimamba=True)).eval().to(device, dtype)
+    causal = VideoMamba(VideoMambaConfig(**sizes, bimamba=False)).eval().to(device, dtype)
+    B = args.vm_batch
+    video = torch.randn(B, 3, args.vm_frames, args.vm_size, args.vm_size, device=device, dtype=dtype)
+    chunk = video[:, :, : args.chunk_frames]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    runs = {"bidirectional": lambda: bi(video), "causal": lambda: causal(video)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    latencies = [[] for _ in range(args.stream_chunks)]  # per position, one entry per round
+    ratios = [[] for _ in range(args.stream_chunks)]  # per position: latency / adjacent first-chunk latency
+    with torch.inference_mode():
+        for fn in runs.values():
+            for _ in range(args.warmup):
+                fn()
+        for _ in range(args.iters):
+            for name, fn in runs.items():
+                times[name].append(_time(fn, sync, 1))
+            state = causal.init_state(B, device=device, dtype=dtype)
+            for position in range(args.stream_chunks):
+                sync()
+                start = time.perf_counter()
+                _, state = causal(chunk, ssm_state=state)
+                sync()
+                latencies[position].append(time.perf_counter() - start)
+                # the same chunk at stream position 0, timed right after: machine noise cancels
+                # in the ratio of the two
+                fresh = causal.init_state(B, device=device, dtype=dtype)
+                sync()
+                start = time.perf_counter()
+                causal(chunk, ssm_state=fresh)
+                sync()
+                ratios[position].append(latencies[position][-1] / (time.perf_counter() - start))
+    per_position = [1e3 * min(t) for t in latencies]
+    ratio = [statistics.median(r) for r in ratios]
+    quarter = max(1, args.stream_chunks // 4)
+    early = statistics.mean(per_position[:quarter])
+    late = statistics.mean(per_position[-quarter:])
+    tokens = (args.vm_frames * (args.vm_size // args.vm_patch) ** 2) + 1
+    return {
+        "section": "videomamba",
+        "sizes": f"D={args.vm_dim} depth={args.vm_depth} B={B} {args.vm_frames}x{args.vm_size}^2 "
+        f"patch={args.vm_patch} tokens={tokens}; stream {args.stream_chunks} chunks x {args.chunk_frames} frames",
+        "device": str(device),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "bidirectional_clips_per_s": B / min(times["bidirectional"]),
+        "causal_clips_per_s": B / min(times["causal"]),
+        "stream_chunk_ms_first": per_position[0],
+        "stream_chunk_ms_early": early,
+        "stream_chunk_ms_late": late,
+        "stream_late_over_early": late / early,
+        "stream_late_over_first_adjacent": statistics.mean(ratio[-quarter:]),
+        "stream_frames_per_s": B * args.chunk_frames * 1e3 / statistics.mean(per_position),
+        "stream_chunk_ms_by_position": [round(t, 2) for t in per_position],
+    }
+
+
+SECTIONS = {"vit": bench_vit, "videomamba": bench_videomamba}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--depth", type=int, default=12)
     parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--vm-batch", type=int, default=1, help="VideoMamba batch")
+    parser.add_argument("--vm-frames", type=int, default=8, help="VideoMamba frames per clip")
+    parser.add_argument("--vm-size", type=int, default=224, help="VideoMamba frame side")
+    parser.add_argument("--vm-patch", type=int, default=16, help="VideoMamba patch side")
+    parser.add_argument("--vm-dim", type=int, default=192, help="VideoMamba width (Ti: 192)")
+    parser.add_argument("--vm-depth", type=int, default=24, help="VideoMamba depth (Ti: 24)")
+    parser.add_argument("--stream-chunks", type=int, default=16, help="chunks per VideoMamba stream")
+    parser.add_argument("--chunk-frames", type=int, default=1, help="frames per streamed chunk")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(
@@ -149,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.batch, args.frames, args.size, args.dim, args.depth, args.heads = 1, 4, 64, 192, 4, 3
         args.iters, args.warmup = 3, 1
+        args.vm_frames, args.vm_size, args.vm_depth, args.stream_chunks = 4, 64, 4, 8
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__} | {platform.processor() or platform.machine()}")
@@ -160,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{result['section']}] {result['sizes']} on {result['device']} {result['dtype']}")
         for key, value in result.items():
             if key not in ("section", "sizes", "device", "dtype"):
-                print(f"  {key:>24}: {value:.4g}" if isinstance(value, float) else f"  {key:>24}: {value}")
+                print(f"  {key:>28}: {value:.4g}" if isinstance(value, float) else f"  {key:>28}: {value}")
     return 0
 
 

@@ -151,7 +151,9 @@ def infer_videomamba_config(state: Mapping[str, torch.Tensor], **overrides: Any)
     return VideoMambaConfig(**{**fields, **overrides})
 
 
-def resize_position_tables(state: dict[str, torch.Tensor], config: VideoMambaConfig) -> dict[str, torch.Tensor]:
+def resize_position_tables(
+    state: dict[str, torch.Tensor], config: VideoMambaConfig
+) -> dict[str, torch.Tensor]:
     """Resize ``pos_embed`` / ``temporal_pos_embedding`` of a mapped state dict to ``config``.
 
     Args:
