@@ -1,5 +1,22 @@
-"""Encoders: the image/video ViT (V-JEPA 2 layout) and, beside it, the SSM-based encoders."""
+"""Encoders: the image/video ViT (V-JEPA 2 layout), VideoMamba, the Mamba-3 text encoder and
+decoder, and the neural-field set encoder."""
 
+from mambajepa.encoders.field import NeuralFieldConfig, NeuralFieldEncoder
+from mambajepa.encoders.text import TextDecoder, TextDecoderConfig, TextEncoder, TextEncoderConfig
+from mambajepa.encoders.videomamba import VideoMamba, VideoMambaConfig, build_videomamba
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig, vit_preset
 
-__all__ = ["ViTConfig", "VisionTransformer", "vit_preset"]
+__all__ = [
+    "NeuralFieldConfig",
+    "NeuralFieldEncoder",
+    "TextDecoder",
+    "TextDecoderConfig",
+    "TextEncoder",
+    "TextEncoderConfig",
+    "ViTConfig",
+    "VideoMamba",
+    "VideoMambaConfig",
+    "VisionTransformer",
+    "build_videomamba",
+    "vit_preset",
+]

@@ -16,6 +16,7 @@ __all__ = [
     "load_mapped",
     "load_pretrained",
     "load_state_dict",
+    "load_videomamba",
     "load_vjepa2",
     "map_state_dict",
     "read_cpp",
@@ -24,9 +25,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # vjepa2 imports the ViT, which imports this package: load it on first use to avoid a cycle.
+    # These loaders import encoders, which import this package: load them on first use to avoid a cycle.
     if name == "load_vjepa2":
         from mambajepa.io.vjepa2 import load_vjepa2
 
         return load_vjepa2
+    if name == "load_videomamba":
+        from mambajepa.io.videomamba import load_videomamba
+
+        return load_videomamba
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
