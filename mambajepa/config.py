@@ -81,6 +81,11 @@ class TrainConfig:
     plots: bool = True  # write plots/loss.png and plots/lr.png at the end
 
     def validate(self) -> None:
+        """Check ranges and coupled fields.
+
+        Raises:
+            ConfigError: naming the field and its value.
+        """
         positive = ("max_steps", "batch_size", "grad_accum", "keep_last", "log_every", "max_nonfinite")
         for name in positive:
             if getattr(self, name) < 1:

@@ -10,8 +10,7 @@ Two on-disk layouts are read:
   3072 pixel bytes in ``(C, H, W)`` order.
 
 Archives are read in place (no extraction) and checked against the official MD5 sums.
-Writers for both layouts (:func:`write_cifar_python`, :func:`write_cifar_binary`) let ShapesWorld
-export itself as CIFAR-10.
+A writer for both layouts (:func:`write_cifar10`) lets ShapesWorld export itself as CIFAR-10.
 """
 
 from __future__ import annotations
@@ -187,12 +186,60 @@ def parse_binary_batch(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
         raise DataError(f"label byte {int(labels.max())} is not in [0, 9]")
-    return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
+    return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels  # (N, C, H, W), (N,)
 
 
-def _split_batches(images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]):
-    for name, part in zip(names, np.array_split(np.arange(len(labels)), len(names))):
-        yield name, images[part], labels[part]
+def write_cifar10(
+    folder: str | Path,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    layout: str = "python",
+    class_names: Iterable[str] = CLASSES,
+) -> Path:
+    """Write ``cifar-10-batches-py/`` or ``cifar-10-batches-bin/``: 5 train batches, 1 test batch, names.
+
+    The python layout holds pickled dicts (``data_batch_{1..5}``, ``test_batch``, ``batches.meta``);
+    the binary one label-then-pixels records (``*.bin``, ``batches.meta.txt``).
+
+    Args:
+        folder: parent folder; created if needed.
+        train: ``(images (N, 3, 32, 32) uint8, labels (N,))``.
+        test: the same for the test batch.
+        layout: ``"python"`` or ``"binary"``.
+        class_names: the 10 label names.
+
+    Returns:
+        The batches folder.
+
+    Raises:
+        DataError: for an unknown layout.
+    """
+    if layout not in ARCHIVES:
+        raise DataError(f"unknown CIFAR-10 layout {layout!r}; expected one of {sorted(ARCHIVES)}")
+    out = Path(folder) / ARCHIVES[layout][2]
+    out.mkdir(parents=True, exist_ok=True)
+    for (images, labels), names in ((train, TRAIN_BATCHES), (test, TEST_BATCHES)):
+        for name, part in zip(names, np.array_split(np.arange(len(labels)), len(names))):
+            pixels = np.ascontiguousarray(images[part], dtype=np.uint8)
+            pixels = pixels.reshape(len(part), 3072)  # (N, C·H·W)
+            if layout == "python":
+                record = {
+                    b"batch_label": name.encode(),
+                    b"labels": [int(v) for v in labels[part]],
+                    b"data": pixels,
+                    b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(len(part))],
+                }
+                (out / name).write_bytes(pickle.dumps(record, protocol=2))
+            else:
+                label_bytes = np.asarray(labels[part], dtype=np.uint8)[:, None]  # (N, 1)
+                records = np.concatenate([label_bytes, pixels], axis=1)  # (N, 1 + C·H·W)
+                (out / f"{name}.bin").write_bytes(records.tobytes())
+    if layout == "python":
+        meta = {b"label_names": [n.encode() for n in class_names], b"num_cases_per_batch": len(train[1]) // 5}
+        (out / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    else:
+        (out / "batches.meta.txt").write_text("\n".join(class_names) + "\n")
+    return out
 
 
 def write_cifar_python(
@@ -201,64 +248,8 @@ def write_cifar_python(
     test: tuple[np.ndarray, np.ndarray],
     class_names: Iterable[str] = CLASSES,
 ) -> Path:
-    """Write ``cifar-10-batches-py/`` (5 train batches, 1 test batch, ``batches.meta``).
-
-    Args:
-        folder: parent folder; created if needed.
-        train: ``(images (N, 3, 32, 32) uint8, labels (N,))``.
-        test: the same for the test batch.
-        class_names: the 10 label names.
-
-    Returns:
-        The batches folder.
-    """
-    out = Path(folder) / ARCHIVES["python"][2]
-    out.mkdir(parents=True, exist_ok=True)
-    batches = list(_split_batches(*train, TRAIN_BATCHES)) + list(_split_batches(*test, TEST_BATCHES))
-    for name, images, labels in batches:
-        record = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in labels],
-            b"data": np.ascontiguousarray(images, dtype=np.uint8).reshape(len(labels), 3072),
-            b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(len(labels))],
-        }
-        (out / name).write_bytes(pickle.dumps(record, protocol=2))
-    meta = {b"label_names": [n.encode() for n in class_names], b"num_cases_per_batch": len(train[1]) // 5}
-    (out / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return out
-
-
-def write_cifar_binary(
-    folder: str | Path,
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    class_names: Iterable[str] = CLASSES,
-) -> Path:
-    """Write ``cifar-10-batches-bin/`` (``data_batch_{1..5}.bin``, ``test_batch.bin``, names).
-
-    Args:
-        folder: parent folder; created if needed.
-        train: ``(images (N, 3, 32, 32) uint8, labels (N,))``.
-        test: the same for the test batch.
-        class_names: the 10 label names.
-
-    Returns:
-        The batches folder.
-    """
-    out = Path(folder) / ARCHIVES["binary"][2]
-    out.mkdir(parents=True, exist_ok=True)
-    batches = list(_split_batches(*train, TRAIN_BATCHES)) + list(_split_batches(*test, TEST_BATCHES))
-    for name, images, labels in batches:
-        records = np.concatenate(
-            [
-                np.asarray(labels, dtype=np.uint8)[:, None],
-                np.asarray(images, dtype=np.uint8).reshape(len(labels), -1),
-            ],
-            axis=1,
-        )  # (N, 1 + C*H*W)
-        (out / f"{name}.bin").write_bytes(records.tobytes())
-    (out / "batches.meta.txt").write_text("\n".join(class_names) + "\n")
-    return out
+    """:func:`write_cifar10` in the python layout (``cifar-10-batches-py/``)."""
+    return write_cifar10(folder, train, test, "python", class_names)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mambajepa.data.cifar10 import write_cifar_binary, write_cifar_python
+from mambajepa.data.cifar10 import write_cifar10
 from mambajepa.data.shapes_render import CLASS10_NAMES, ShapesConfig
 from mambajepa.data.shapes_text import caption, question_answer
 from mambajepa.data.synthetic import ShapesCaptions, ShapesImages, ShapesVQA
@@ -42,7 +42,9 @@ def _png(image: torch.Tensor) -> bytes:
 
 
 def _cifar_arrays(dataset: ShapesImages) -> tuple[np.ndarray, np.ndarray]:
-    images = np.stack([to_uint8(dataset[i]["image"]).transpose(2, 0, 1) for i in range(len(dataset))])
+    images = np.stack(
+        [to_uint8(dataset[i]["image"]).transpose(2, 0, 1) for i in range(len(dataset))]
+    )  # (N, 3, H, W)
     labels = np.array([dataset.scene(i).labels()["class10"] for i in range(len(dataset))], dtype=np.int64)
     return images, labels  # (N, C, H, W) uint8, (N,)
 
@@ -94,8 +96,8 @@ def export_shapesworld(
         num_test = max(1, num_items // 5) if num_test is None else num_test
         train = _cifar_arrays(ShapesImages("train", 32, num_items, seed, config))
         test = _cifar_arrays(ShapesImages("test", 32, num_test, seed, config))
-        writer = write_cifar_binary if fmt == "cifar-binary" else write_cifar_python
-        return [writer(out, train, test, CLASS10_NAMES)]
+        layout = "binary" if fmt == "cifar-binary" else "python"
+        return [write_cifar10(out, train, test, layout, CLASS10_NAMES)]
     captions = ShapesCaptions(split, size, num_items, seed, config)
     if fmt == "jsonl":
         return _export_jsonl(out, captions)

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from mambajepa.data.skipping import BadItems
 from mambajepa.data.transforms import load_image, to_tensor
 from mambajepa.errors import DataError
+from mambajepa.io.safetensors_io import read_json
 
 IMAGE_KEYS = ("image", "image_path", "file_name", "filepath", "path")
 CAPTION_KEYS = ("caption", "text", "title")
@@ -171,7 +172,7 @@ class COCOCaptions(_ImageRecords):
         strict: bool = False,
     ) -> None:
         annotations = Path(annotations)
-        data = _read_json(annotations)
+        data = read_json(annotations, DataError)
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
             raise DataError(f"{annotations} is not COCO captions JSON (needs 'images' and 'annotations')")
         bad = BadItems(strict, f"COCOCaptions({annotations.name})")
@@ -188,15 +189,6 @@ class COCOCaptions(_ImageRecords):
             extra = {"image_id": ann["image_id"], "id": ann.get("id", number)}
             records.append((Path(image_root) / files[ann["image_id"]], ann["caption"].strip(), extra))
         super().__init__(records, transform, bad)
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(f"{path} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON: {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------

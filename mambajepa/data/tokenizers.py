@@ -135,9 +135,11 @@ class ByteTokenizer(TextTokenizer):
     vocab_size = 260
 
     def tokenize(self, text: str) -> list[int]:
+        """The UTF-8 bytes of ``text`` as ids."""
         return list(text.encode("utf-8"))
 
     def detokenize(self, ids: Sequence[int]) -> str:
+        """Text of byte ids (ids of special tokens dropped; invalid UTF-8 replaced)."""
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
 
@@ -213,9 +215,11 @@ class HFTokenizer(TextTokenizer):
         self.tokenizer.save(str(path))
 
     def tokenize(self, text: str) -> list[int]:
+        """Ids of ``text`` without special tokens."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def detokenize(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``, special tokens included as written in the vocabulary."""
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 

@@ -84,7 +84,7 @@ def resize(x: torch.Tensor, size: int | Sequence[int], antialias: bool = True) -
         return x
     frames = x.unsqueeze(0) if x.dim() == 3 else x.transpose(0, 1)  # (N, C, H, W), N = 1 or T
     out = F.interpolate(frames, size=target, mode="bilinear", align_corners=False, antialias=antialias)
-    return out[0] if x.dim() == 3 else out.transpose(0, 1)
+    return out[0] if x.dim() == 3 else out.transpose(0, 1)  # (C, H', W') or (C, T, H', W')
 
 
 def crop(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:

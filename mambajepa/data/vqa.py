@@ -8,7 +8,6 @@ found with a file-name template, by default COCO's ``COCO_{data_subtype}_{image_
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,13 @@ from torch.utils.data import Dataset
 from mambajepa.data.skipping import BadItems
 from mambajepa.data.transforms import load_image
 from mambajepa.errors import DataError
+from mambajepa.io.safetensors_io import read_json
 
 COCO_TEMPLATE = "COCO_{data_subtype}_{image_id:012d}.jpg"
 
 
 def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"VQA file {path} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON: {err}") from err
+    data = read_json(path, DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path} must hold a JSON object")
     return data

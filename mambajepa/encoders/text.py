@@ -34,22 +34,6 @@ def _default_ssm_cfg() -> dict[str, Any]:
     return {"layer": "Mamba3", "d_state": 16, "headdim": 16}
 
 
-def _padded(vocab_size: int, multiple: int) -> int:
-    return (vocab_size + multiple - 1) // multiple * multiple
-
-
-def _check_common(vocab_size: int, d_model: int, n_layer: int, embed_dim: int, multiple: int) -> None:
-    for name, value in (
-        ("vocab_size", vocab_size),
-        ("d_model", d_model),
-        ("n_layer", n_layer),
-        ("embed_dim", embed_dim),
-        ("pad_vocab_size_multiple", multiple),
-    ):
-        if value < 1:
-            raise ConfigError(f"{name}={value} must be positive")
-
-
 def _check_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
     if input_ids.ndim != 2 or input_ids.dtype not in (torch.int32, torch.int64):
         raise ShapeError(f"input_ids must be integer (B, L), got {input_ids.dtype} {tuple(input_ids.shape)}")
@@ -60,13 +44,13 @@ def _check_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> 
 
 
 @dataclass
-class TextEncoderConfig:
-    """Architecture of :class:`TextEncoder` (defaults: the VL-JEPA ``tiny`` Y-encoder)."""
+class _TextStackConfig:
+    """Fields shared by the encoder and decoder configs: the Mamba-3 stack and the vocabulary."""
 
     vocab_size: int = 256  # tokenizer vocabulary (the table is padded to pad_vocab_size_multiple)
     d_model: int = 64  # width D of the stack
     n_layer: int = 2  # number of blocks
-    embed_dim: int = 32  # output width Z (the shared embedding space)
+    embed_dim: int = 32  # width Z of the shared embedding space
     ssm_cfg: dict[str, Any] = field(default_factory=_default_ssm_cfg)  # mixer and its arguments
     d_intermediate: int = 0  # gated-MLP width after each mixer (0: none)
     rms_norm: bool = True  # RMSNorm (else LayerNorm)
@@ -75,9 +59,32 @@ class TextEncoderConfig:
     pad_vocab_size_multiple: int = 8  # the embedding table has a multiple of this many rows
 
     def __post_init__(self) -> None:
-        _check_common(
-            self.vocab_size, self.d_model, self.n_layer, self.embed_dim, self.pad_vocab_size_multiple
-        )
+        for name in ("vocab_size", "d_model", "n_layer", "embed_dim", "pad_vocab_size_multiple"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding table: ``vocab_size`` rounded up to ``pad_vocab_size_multiple``."""
+        m = self.pad_vocab_size_multiple
+        return (self.vocab_size + m - 1) // m * m
+
+    def stack_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the Mamba stack that do not depend on the vocabulary."""
+        return {
+            "d_model": self.d_model,
+            "n_layer": self.n_layer,
+            "ssm_cfg": dict(self.ssm_cfg),
+            "d_intermediate": self.d_intermediate,
+            "rms_norm": self.rms_norm,
+            "norm_epsilon": self.norm_epsilon,
+            "residual_in_fp32": self.residual_in_fp32,
+        }
+
+
+@dataclass
+class TextEncoderConfig(_TextStackConfig):
+    """Architecture of :class:`TextEncoder`: the VL-JEPA ``tiny`` Y-encoder by default; Z is its output."""
 
 
 class TextEncoder(PretrainedMixin, nn.Module):
@@ -94,14 +101,8 @@ class TextEncoder(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config
         self.backbone = MixerModel(
-            d_model=config.d_model,
-            n_layer=config.n_layer,
-            vocab_size=_padded(config.vocab_size, config.pad_vocab_size_multiple),
-            ssm_cfg=dict(config.ssm_cfg),
-            d_intermediate=config.d_intermediate,
-            rms_norm=config.rms_norm,
-            norm_epsilon=config.norm_epsilon,
-            residual_in_fp32=config.residual_in_fp32,
+            vocab_size=config.padded_vocab_size,
+            **config.stack_kwargs(),
             device=device,
             dtype=dtype,
         )
@@ -151,26 +152,17 @@ class TextEncoder(PretrainedMixin, nn.Module):
 
 
 @dataclass
-class TextDecoderConfig:
-    """Architecture of :class:`TextDecoder` (defaults: the VL-JEPA ``tiny`` Y-decoder)."""
+class TextDecoderConfig(_TextStackConfig):
+    """Architecture of :class:`TextDecoder`: the VL-JEPA ``tiny`` Y-decoder by default; Z is its input.
 
-    vocab_size: int = 256  # tokenizer vocabulary (never sampled beyond it)
-    d_model: int = 64  # width D of the language model
-    n_layer: int = 2  # number of blocks
-    embed_dim: int = 32  # width Z of the conditioning embedding
+    Decoding never samples beyond ``vocab_size``.
+    """
+
     prefix_len: int = 4  # soft tokens P computed from the embedding
-    ssm_cfg: dict[str, Any] = field(default_factory=_default_ssm_cfg)  # mixer and its arguments
-    d_intermediate: int = 0  # gated-MLP width after each mixer (0: none)
-    rms_norm: bool = True  # RMSNorm (else LayerNorm)
-    norm_epsilon: float = 1e-5  # epsilon of the norms
-    residual_in_fp32: bool = True  # keep the residual stream in fp32
-    pad_vocab_size_multiple: int = 8  # the embedding table has a multiple of this many rows
     tie_embeddings: bool = True  # the LM head shares the token embedding table
 
     def __post_init__(self) -> None:
-        _check_common(
-            self.vocab_size, self.d_model, self.n_layer, self.embed_dim, self.pad_vocab_size_multiple
-        )
+        super().__post_init__()
         if self.prefix_len < 1:
             raise ConfigError(f"prefix_len={self.prefix_len} must be >= 1")
 
@@ -190,16 +182,10 @@ class TextDecoder(PretrainedMixin, nn.Module):
         self.config = config
         self.lm = MambaLMHeadModel(
             MambaLMConfig(
-                d_model=config.d_model,
-                n_layer=config.n_layer,
                 vocab_size=config.vocab_size,
-                d_intermediate=config.d_intermediate,
-                ssm_cfg=dict(config.ssm_cfg),
-                rms_norm=config.rms_norm,
-                norm_epsilon=config.norm_epsilon,
-                residual_in_fp32=config.residual_in_fp32,
                 pad_vocab_size_multiple=config.pad_vocab_size_multiple,
                 tie_embeddings=config.tie_embeddings,
+                **config.stack_kwargs(),
             ),
             device=device,
             dtype=dtype,

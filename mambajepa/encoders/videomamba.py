@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.errors import ConfigError
 from mambajepa.io.pretrained import PretrainedMixin
 from mambajepa.nn.patch_embed import PatchEmbed3D
 from mambajepa.nn.positions import grid_coords, grid_ids
@@ -282,14 +282,7 @@ class VideoMamba(PretrainedMixin, nn.Module):
         Raises:
             ShapeError: another rank, or sides that are not whole tubelets.
         """
-        k = self.config.kernel_size
-        if len(shape) == 4:
-            return self.patch_embed.grid(k, shape[2], shape[3])
-        if len(shape) == 5:
-            return self.patch_embed.grid(k if shape[2] == 1 else shape[2], shape[3], shape[4])
-        raise ShapeError(
-            f"expected an image (B, C, H, W) or a video (B, C, T, H, W), got shape {tuple(shape)}"
-        )
+        return self.patch_embed.input_grid(shape)
 
     def num_tokens(self, shape: torch.Size | tuple[int, ...]) -> int:
         """Patch tokens N of an input of ``shape`` (the CLS token not counted)."""
@@ -299,13 +292,6 @@ class VideoMamba(PretrainedMixin, nn.Module):
     def token_coords(ids: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """Grid coordinates ``(..., 3)`` (frame, row, col) of token ids ``(...)`` on ``grid``."""
         return grid_coords(ids, grid)
-
-    def _as_clip(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 4:
-            x = x.unsqueeze(2)  # (B, C, 1, H, W)
-        if x.shape[2] == 1 and self.config.kernel_size > 1:
-            x = x.expand(-1, -1, self.config.kernel_size, -1, -1)  # (B, C, k, H, W)
-        return x
 
     def _spatial_table(self, gh: int, gw: int) -> torch.Tensor:
         """Patch rows of ``pos_embed`` for a ``gh × gw`` frame: ``(gh·gw, D)``, interpolated if needed."""
@@ -320,7 +306,7 @@ class VideoMamba(PretrainedMixin, nn.Module):
     def _positions(
         self, coords: torch.Tensor, grid: tuple[int, int, int], offset: int | None
     ) -> torch.Tensor:
-        """Spatial (+ temporal unless ``offset`` is None) embeddings of ``coords`` ``(..., 3)``: ``(..., D)``."""
+        """Spatial (+ temporal unless ``offset`` is None) embeddings ``(..., D)`` of coords ``(..., 3)``."""
         _, gh, gw = grid
         t, r, c = coords.unbind(-1)
         spatial = self._spatial_table(gh, gw)[r * gw + c]  # (..., D)
@@ -330,16 +316,6 @@ class VideoMamba(PretrainedMixin, nn.Module):
         t = (t + offset).clamp(max=self.config.table_frames - 1)
         return spatial + self.temporal_pos_embedding[0, t]  # (..., D)
 
-    def _check_keep(self, keep: torch.Tensor, batch: int, n: int) -> None:
-        if keep.ndim != 2 or keep.shape[0] != batch or keep.dtype not in (torch.int32, torch.int64):
-            raise ShapeError(
-                f"keep_indices must be integer (B={batch}, K), got {keep.dtype} of shape {tuple(keep.shape)}"
-            )
-        if keep.numel() and (int(keep.min()) < 0 or int(keep.max()) >= n):
-            raise ShapeError(
-                f"keep_indices must lie in [0, {n}), got range [{int(keep.min())}, {int(keep.max())}]"
-            )
-
     # ------------------------------------------------------------------ forward
 
     def _embed(
@@ -347,12 +323,11 @@ class VideoMamba(PretrainedMixin, nn.Module):
     ) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """Patch + position embeddings, CLS in front when ``with_cls``: ``(B, [1 +] N|K, D)``."""
         grid = self.grid_size(x.shape)
-        clip = self._as_clip(x)  # (B, C, T, H, W)
+        clip = self.patch_embed.as_clip(x)  # (B, C, T, H, W)
         B = clip.shape[0]
+        tokens = self.patch_embed(clip, keep_indices)  # (B, N|K, D); checks keep_indices
         if keep_indices is not None:
-            self._check_keep(keep_indices, B, math.prod(grid))
             keep_indices = keep_indices.long()
-        tokens = self.patch_embed(clip, keep_indices)  # (B, N|K, D)
         ids = grid_ids(grid, device=clip.device) if keep_indices is None else keep_indices  # (N,) | (B, K)
         # an image gets no temporal embedding (the public ``use_image`` mode)
         offset = None if x.ndim == 4 else offset

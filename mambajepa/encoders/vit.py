@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mambajepa.errors import ConfigError, ShapeError
 from mambajepa.io.pretrained import PretrainedMixin
-from mambajepa.nn.block import TransformerBlock
+from mambajepa.nn.block import TransformerBlock, init_transformer_weights
 from mambajepa.nn.patch_embed import PatchEmbed3D
 from mambajepa.nn.positions import grid_coords, grid_ids, sincos_embedding
 from mambajepa.nn.rope import RotaryEmbedding
@@ -139,17 +139,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """Truncated-normal (std 0.02) weights, zero biases, output projections scaled by depth."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv3d)):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        for layer, block in enumerate(self.blocks, start=1):
-            block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer))
-            block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer))
+        init_transformer_weights(self, self.blocks)
         if self.config.pos_embed == "learned":
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
@@ -166,14 +156,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         Raises:
             ShapeError: for another rank or sides that are not whole tubelets.
         """
-        if len(shape) == 4:
-            return self.patch_embed.grid(self.config.tubelet_size, shape[2], shape[3])
-        if len(shape) == 5:
-            frames = self.config.tubelet_size if shape[2] == 1 else shape[2]
-            return self.patch_embed.grid(frames, shape[3], shape[4])
-        raise ShapeError(
-            f"expected an image (B, C, H, W) or a video (B, C, T, H, W), got shape {tuple(shape)}"
-        )
+        return self.patch_embed.input_grid(shape)
 
     def num_tokens(self, shape: torch.Size | tuple[int, ...]) -> int:
         """Number of tokens N of an input of ``shape`` (see :meth:`grid_size`).
@@ -199,23 +182,6 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         """
         return grid_coords(ids, grid)
 
-    def _as_clip(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 4:
-            x = x.unsqueeze(2)  # (B, C, 1, H, W)
-        if x.shape[2] == 1 and self.config.tubelet_size > 1:
-            x = x.expand(-1, -1, self.config.tubelet_size, -1, -1)  # (B, C, t, H, W)
-        return x
-
-    def _check_keep(self, keep: torch.Tensor, batch: int, n: int) -> None:
-        if keep.ndim != 2 or keep.shape[0] != batch or keep.dtype not in (torch.int32, torch.int64):
-            raise ShapeError(
-                f"keep_indices must be integer (B={batch}, K), got {keep.dtype} of shape {tuple(keep.shape)}"
-            )
-        if keep.numel() and (int(keep.min()) < 0 or int(keep.max()) >= n):
-            raise ShapeError(
-                f"keep_indices must lie in [0, {n}), got range [{int(keep.min())}, {int(keep.max())}]"
-            )
-
     def forward(self, x: torch.Tensor, keep_indices: torch.Tensor | None = None) -> torch.Tensor:
         """Encode an image or video, optionally only the kept tokens.
 
@@ -233,12 +199,10 @@ class VisionTransformer(PretrainedMixin, nn.Module):
                 than the training grid.
         """
         grid = self.grid_size(x.shape)
-        clip = self._as_clip(x)  # (B, C, T, H, W)
-        n = math.prod(grid)
+        clip = self.patch_embed.as_clip(x)  # (B, C, T, H, W)
+        tokens = self.patch_embed(clip, keep_indices)  # (B, N|K, D); checks keep_indices
         if keep_indices is not None:
-            self._check_keep(keep_indices, clip.shape[0], n)
             keep_indices = keep_indices.long()
-        tokens = self.patch_embed(clip, keep_indices)  # (B, N|K, D)
         ids = grid_ids(grid, device=clip.device) if keep_indices is None else keep_indices  # (N,) | (B, K)
         coords = grid_coords(ids, grid)  # (N, 3) | (B, K, 3)
         rope = self.rope(coords) if self.rope is not None else None

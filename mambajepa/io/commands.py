@@ -9,7 +9,6 @@ the name of a registered preset (freshly initialised weights, e.g. to test a C++
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from mambajepa.errors import CheckpointError, MambaJepaError
 from mambajepa.io.export import export_cpp, export_safetensors
 from mambajepa.io.pretrained import CONFIG_NAME, PretrainedMixin, load_pretrained
-from mambajepa.io.safetensors_io import load_state_dict
+from mambajepa.io.safetensors_io import load_state_dict, read_json
 from mambajepa.io.vjepa2 import load_vjepa2
 
 
@@ -86,10 +85,8 @@ def _resolve(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], Pretrai
 
 
 def _is_vjepa2_folder(path: Path) -> bool:
-    try:
-        return json.loads((path / CONFIG_NAME).read_text()).get("model_type") == "vjepa2"
-    except (json.JSONDecodeError, AttributeError):
-        return False
+    config = read_json(path / CONFIG_NAME)
+    return isinstance(config, dict) and config.get("model_type") == "vjepa2"
 
 
 def run(args: argparse.Namespace) -> int:

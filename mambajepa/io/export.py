@@ -9,7 +9,6 @@ before the cast so that reading back can restore it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from mambajepa.errors import CheckpointError
-from mambajepa.io.safetensors_io import atomic_write_bytes, atomic_write_json, save_state_dict
+from mambajepa.io.safetensors_io import atomic_write_bytes, atomic_write_json, read_json, save_state_dict
 
 METADATA_NAME = "metadata.json"
 
@@ -86,12 +85,9 @@ def read_cpp(out_dir: str | os.PathLike, restore_dtype: bool = True) -> dict[str
     """
     out_dir = Path(out_dir)
     meta_path = out_dir / METADATA_NAME
-    if not meta_path.is_file():
-        raise CheckpointError(f"no {METADATA_NAME} in {out_dir}")
-    try:
-        metadata = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"malformed {meta_path}: {err}") from err
+    metadata = read_json(meta_path)
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{meta_path} holds a {type(metadata).__name__}, expected a JSON object")
     state = {}
     for name, entry in metadata.items():
         try:

@@ -23,7 +23,7 @@ from torch import nn
 import mambajepa
 from mambajepa.errors import CheckpointError, ConfigError
 from mambajepa.io.mapping import load_mapped
-from mambajepa.io.safetensors_io import atomic_write_json, load_state_dict, save_state_dict
+from mambajepa.io.safetensors_io import atomic_write_json, load_state_dict, read_json, save_state_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -147,12 +147,9 @@ def read_config(directory: str | os.PathLike) -> tuple[dict[str, Any], str]:
         CheckpointError: if the file is missing, malformed or names no architecture.
     """
     path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} in {directory}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"malformed {path}: {err}") from err
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, expected a JSON object")
     arch = data.pop("architecture", None)
     data.pop("mambajepa_version", None)
     if not isinstance(arch, str):

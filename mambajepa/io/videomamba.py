@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from mambajepa.encoders.videomamba import VideoMamba, VideoMambaConfig, videomamba_config
 from mambajepa.errors import CheckpointError
 from mambajepa.io.mapping import CheckpointMapping, load_mapped, map_state_dict
-from mambajepa.io.safetensors_io import load_state_dict
+from mambajepa.io.safetensors_io import load_state_dict, load_torch_file
 
 # Heads of the classification and CLIP-distillation models that are not the encoder.
 _HEADS = (r"^head\.", r"^head_drop\.", r"^clip_decoder\.", r"^clip_(img_)?pos_embed$")
@@ -82,10 +82,7 @@ def read_videomamba_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"no VideoMamba checkpoint at {path}")
     if path.suffix == ".safetensors":
         return load_state_dict(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types (pickle, zip, runtime) for bad files
-        raise CheckpointError(f"cannot read {path} as a weights-only torch file: {err}") from err
+    blob = load_torch_file(path)
     if isinstance(blob, dict):
         for key in _WRAPPERS:
             if isinstance(blob.get(key), dict):

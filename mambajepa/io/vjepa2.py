@@ -10,7 +10,6 @@ crop size this equals both reference implementations.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig
 from mambajepa.errors import CheckpointError, ConfigError
 from mambajepa.io.mapping import CheckpointMapping, Merge, load_mapped, map_state_dict
-from mambajepa.io.safetensors_io import load_sharded_state_dict
+from mambajepa.io.safetensors_io import load_sharded_state_dict, load_torch_file, read_json
 
 OFFICIAL_MAPPING = CheckpointMapping(strip_prefixes=("module.", "_orig_mod.", "backbone."))
 
@@ -113,10 +112,7 @@ def load_vjepa2_state(path: str | os.PathLike, which: str = "target_encoder") ->
     Raises:
         CheckpointError: if the file is unreadable or lacks the entry.
     """
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types (pickle, zip, runtime) for bad files
-        raise CheckpointError(f"cannot read {path} as a weights-only torch file: {err}") from err
+    blob = load_torch_file(path)
     if not isinstance(blob, dict):
         raise CheckpointError(f"{path} holds a {type(blob).__name__}, expected a dict of entries")
     if which not in blob:
@@ -157,14 +153,7 @@ def load_vjepa2(
         raise ConfigError(f"which={which!r}; expected 'target_encoder' or 'encoder'")
     path = Path(path)
     if path.is_dir():
-        config_path = path / "config.json"
-        if not config_path.is_file():
-            raise CheckpointError(f"{path} is a folder without config.json")
-        try:
-            hf = json.loads(config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"malformed {config_path}: {err}") from err
-        config = _config_from_hf(hf, overrides)
+        config = _config_from_hf(read_json(path / "config.json"), overrides)
         state, mapping = load_sharded_state_dict(path), HF_MAPPING
     elif path.is_file():
         state, mapping = load_vjepa2_state(path, which), OFFICIAL_MAPPING

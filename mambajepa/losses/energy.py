@@ -98,6 +98,14 @@ def cosine_energy(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -
     return (1.0 - F.cosine_similarity(pred, target, dim=-1, eps=eps)).mean()
 
 
+_WITHOUT_BETA = {"l2": l2_energy, "l1": l1_energy, "cosine": cosine_energy}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ENERGIES:
+        raise ConfigError(f"energy kind {kind!r} is not one of {ENERGIES}")
+
+
 def energy(
     pred: torch.Tensor, target: torch.Tensor, kind: EnergyKind = "l2", beta: float = 1.0
 ) -> torch.Tensor:
@@ -116,15 +124,10 @@ def energy(
         ConfigError: unknown ``kind``.
         ShapeError: different shapes, empty or non-float inputs.
     """
-    if kind == "l2":
-        return l2_energy(pred, target)
-    if kind == "l1":
-        return l1_energy(pred, target)
+    _check_kind(kind)
     if kind == "smooth_l1":
         return smooth_l1_energy(pred, target, beta)
-    if kind == "cosine":
-        return cosine_energy(pred, target)
-    raise ConfigError(f"energy kind {kind!r} is not one of {ENERGIES}")
+    return _WITHOUT_BETA[kind](pred, target)
 
 
 class Energy(nn.Module):
@@ -140,8 +143,7 @@ class Energy(nn.Module):
 
     def __init__(self, kind: EnergyKind = "l2", beta: float = 1.0) -> None:
         super().__init__()
-        if kind not in ENERGIES:
-            raise ConfigError(f"energy kind {kind!r} is not one of {ENERGIES}")
+        _check_kind(kind)
         if beta <= 0:
             raise ConfigError(f"smooth_l1 beta={beta} must be positive")
         self.kind = kind

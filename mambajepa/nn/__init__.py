@@ -2,7 +2,7 @@
 tubelet embedding and the pre-norm transformer block."""
 
 from mambajepa.nn.attention import Attention, attention_reference
-from mambajepa.nn.block import TransformerBlock
+from mambajepa.nn.block import TransformerBlock, init_transformer_weights
 from mambajepa.nn.drop_path import DropPath, drop_path
 from mambajepa.nn.mlp import Mlp
 from mambajepa.nn.patch_embed import PatchEmbed3D
@@ -21,6 +21,7 @@ __all__ = [
     "drop_path",
     "grid_coords",
     "grid_ids",
+    "init_transformer_weights",
     "rotate_halves",
     "rotate_pairs",
     "sincos_embedding",

@@ -117,4 +117,4 @@ def attention_reference(
         else:
             scores = scores + attn_mask
     out = scores.softmax(-1) @ v  # (B, H, N, Dh)
-    return attn.proj(out.transpose(1, 2).reshape(B, N, D))
+    return attn.proj(out.transpose(1, 2).reshape(B, N, D))  # (B, N, H·Dh) -> (B, N, D)

@@ -6,6 +6,9 @@ Names match V-JEPA 2 / timm (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -69,3 +72,28 @@ class TransformerBlock(nn.Module):
         """
         x = x + self.drop_path(self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def init_transformer_weights(root: nn.Module, blocks: Iterable[TransformerBlock]) -> None:
+    """The ViT / V-JEPA initialisation of a transformer stack, in place.
+
+    Every ``Linear`` and ``Conv3d`` under ``root`` gets truncated-normal (std 0.02) weights and
+    zero biases, every ``LayerNorm`` unit weights and zero biases; then the residual output
+    projections (``attn.proj``, ``mlp.fc2``) of the ``l``-th block (from 1) are divided by
+    ``sqrt(2 l)`` so the residual stream does not grow with depth.
+
+    Args:
+        root: the model whose modules are initialised.
+        blocks: its transformer blocks, first to last.
+    """
+    for module in root.modules():
+        if isinstance(module, (nn.Linear, nn.Conv3d)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    for layer, block in enumerate(blocks, start=1):
+        block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer))
+        block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer))

@@ -22,7 +22,7 @@ ENV_VAR = "MAMBAJEPA_SSM_IMPL"
 _warned: set[str] = set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernel_available(module: str) -> bool:
     """Whether an optional kernel package (``mamba_ssm``, ``causal_conv1d``) can be imported."""
     if importlib.util.find_spec(module) is None:

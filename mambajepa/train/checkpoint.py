@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mambajepa.errors import CheckpointError
+from mambajepa.io.safetensors_io import read_json
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -294,18 +295,6 @@ def list_checkpoints(ckpt_root: str | os.PathLike) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
     return [p for _, p in sorted(found)]
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Parsed JSON file of a checkpoint.
-
-    Raises:
-        CheckpointError: missing or unreadable.
-    """
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {path}: {err}") from None
 
 
 def read_trainer_state(ckpt_dir: str | os.PathLike) -> dict[str, Any]:

@@ -104,12 +104,6 @@ class ResumableBatchSampler:
         gen = torch.Generator().manual_seed(mix_seed(self.seed, "epoch", epoch))
         return torch.randperm(self.num_samples, generator=gen)
 
-    def global_batch_indices(self, b: int) -> list[int]:
-        """Dataset indices of global batch ``b`` (all ranks)."""
-        epoch, pos = divmod(b, self.batches_per_epoch)
-        perm = self._permutation(epoch)
-        return perm[pos * self.global_batch : (pos + 1) * self.global_batch].tolist()
-
     def __iter__(self) -> Iterator[list[Key]]:
         b = self.start
         epoch, perm = -1, None
@@ -164,9 +158,11 @@ class SeededCollate:
         self.stream = stream
 
     def generator(self, batch: int, micro: int) -> torch.Generator:
+        """The generator of micro-batch ``micro`` of batch ``batch``, seeded from the run, stream and rank."""
         return torch.Generator().manual_seed(mix_seed(self.seed, self.stream, batch, self.rank, micro))
 
     def collate(self, samples: list, batch: int, micro: int) -> Any:
+        """Collate ``samples`` with the method's function and this micro-batch's generator."""
         if self.collate_fn is None:
             return default_collate(samples)
         return self.collate_fn(samples, self.generator(batch, micro))

@@ -37,10 +37,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, the process that logs and writes."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """Whether the job has more than one process."""
         return self.world_size > 1
 
 

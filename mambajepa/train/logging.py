@@ -57,6 +57,7 @@ class MetricsLogger:
                     self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:
+        """Close ``metrics.jsonl`` and the TensorBoard writer."""
         self._fh.close()
         if self._tb is not None:
             self._tb.close()

@@ -168,7 +168,8 @@ class Trainer:
         missing, unexpected = _state_dict_diff(self.method.state_dict(), weights)
         if missing or unexpected:
             raise CheckpointError(
-                f"checkpoint {path} does not fit the method: missing {missing[:8]}, unexpected {unexpected[:8]}"
+                f"checkpoint {path} does not fit the method: {len(missing)} missing keys "
+                f"{missing[:8]}, {len(unexpected)} unexpected keys {unexpected[:8]} (first 8 of each)"
             )
         try:
             self.method.load_state_dict(weights, strict=True)
@@ -450,6 +451,7 @@ class Trainer:
 
 
 def _state_dict_diff(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(missing, unexpected)`` keys of ``got`` against ``expected``, sorted."""
     return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
 
 

@@ -42,6 +42,27 @@ def test_patch_embed_token_order_and_errors():
         embed(torch.zeros(1, 2, 4, 4, 6))
 
 
+def test_image_is_one_tubelet_of_repeated_frames_and_bad_keep_indices_raise():
+    torch.manual_seed(0)
+    embed = PatchEmbed3D(3, 8, patch_size=4, tubelet_size=2)
+    image = torch.randn(2, 3, 8, 12)
+    assert embed.input_grid(image.shape) == embed.input_grid((2, 3, 1, 8, 12)) == (1, 2, 3)
+    assert embed.input_grid((2, 3, 6, 8, 12)) == (3, 2, 3)
+    repeated = image.unsqueeze(2).repeat(1, 1, 2, 1, 1)  # (B, C, 2, H, W)
+    torch.testing.assert_close(embed(embed.as_clip(image)), embed(repeated))
+    torch.testing.assert_close(embed(embed.as_clip(image.unsqueeze(2))), embed(repeated))
+    with pytest.raises(ShapeError, match="got shape"):
+        embed.input_grid((3, 8, 12))
+    with pytest.raises(ShapeError, match=r"integer \(B=2, K\), got torch.float32"):
+        embed(repeated, torch.zeros(2, 3))
+    with pytest.raises(ShapeError, match=r"integer \(B=2, K\).*shape \(1, 3\)"):
+        embed(repeated, torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ShapeError, match=r"\[0, 6\), got range \[0, 6\]"):
+        embed(repeated, torch.tensor([[0, 6], [1, 2]]))
+    kept = embed(repeated, torch.tensor([[5, 0], [1, 2]], dtype=torch.int32))  # int32 ids are accepted
+    torch.testing.assert_close(kept, embed(repeated)[[[0], [1]], [[5, 0], [1, 2]]])
+
+
 def test_grid_coords_inverts_row_major_ids():
     grid = (3, 4, 5)
     ids = grid_ids(grid)
