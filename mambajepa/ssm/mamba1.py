@@ -163,11 +163,12 @@ class Mamba1(nn.Module):
         D: torch.Tensor,
         state: Mamba1State | None,
         impl: str,
+        channels_last: bool = False,
     ) -> tuple[torch.Tensor, Mamba1State]:
         """conv -> SiLU -> (dt, B, C) -> selective scan -> + D x; no gate.
 
-        Takes x channel-first ``(B, E, L)`` (the conv layout) and returns y time-major
-        ``(L, B, E)`` in fp32 (the scan layout), so that no other transposed copy is made.
+        Takes x channel-first ``(B, E, L)`` (or ``(B, L, E)`` when ``channels_last``) and returns
+        y time-major ``(L, B, E)`` in fp32 (the scan layout), so that no other transposed copy is made.
         """
         xc, conv_state = causal_conv1d(
             x,
@@ -176,11 +177,12 @@ class Mamba1(nn.Module):
             None if state is None else state.conv,
             activation=None,
             use_kernel=impl == "fused",
+            channels_last=channels_last,
         )
         # SiLU after the one transposed copy, so that it and its backward run on contiguous memory
-        u = F.silu(xc.permute(2, 0, 1).contiguous())  # (L, B, E)
+        u = F.silu((xc.transpose(0, 1) if channels_last else xc.permute(2, 0, 1)).contiguous())  # (L, B, E)
         dt, B, C = x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)  # (L, B, .)
-        delta = F.softplus(F.linear(dt, dt_proj.weight).float() + dt_proj.bias.float())  # (L, B, E)
+        delta = F.softplus(F.linear(dt, dt_proj.weight, dt_proj.bias).float())  # (L, B, E), bias in the GEMM
         A = -torch.exp(A_log.float())  # (E, N)
         y, ssm_state = selective_scan(
             u,
@@ -193,16 +195,22 @@ class Mamba1(nn.Module):
             chunk_size=self.chunk_size,
             time_major=True,
         )
-        y = y.float() + u.float() * D.float()
+        y = torch.addcmul(y.float(), u.float(), D.float())  # + D u
         return y, Mamba1State(conv_state, ssm_state)
 
-    def _in_proj_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``in_proj`` as two matmuls: x channel-first ``(B, E, L)`` and the gate time-major ``(L, B, E)``."""
+    def _in_proj_parts(
+        self, x: torch.Tensor, channels_last: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``in_proj`` as two matmuls: x channel-first ``(B, E, L)`` (``(B, L, E)`` when
+        ``channels_last``) and the gate time-major ``(L, B, E)``."""
         w_x, w_z = self.in_proj.weight.chunk(2)
         b_x, b_z = self.in_proj.bias.chunk(2) if self.in_proj.bias is not None else (None, None)
-        xs = torch.matmul(w_x, x.transpose(1, 2))  # (B, E, L)
-        if b_x is not None:
-            xs = xs + b_x.unsqueeze(-1)
+        if channels_last:
+            xs = F.linear(x, w_x, b_x)  # (B, L, E)
+        else:
+            xs = torch.matmul(w_x, x.transpose(1, 2))  # (B, E, L)
+            if b_x is not None:
+                xs = xs + b_x.unsqueeze(-1)
         z = F.linear(x.transpose(0, 1), w_z, b_z)  # (L, B, E)
         return xs, z
 
@@ -224,9 +232,9 @@ class Mamba1(nn.Module):
         """
         self._check_input(x, 3)
         impl = resolve_impl(self.impl, x.device)
-        xs, z = self._in_proj_parts(x)
+        xs, z = self._in_proj_parts(x, channels_last=True)  # (B, L, E), (L, B, E)
         y, new_state = self._scan_direction(
-            xs, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, state, impl
+            xs, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, state, impl, channels_last=True
         )
         out = self.out_proj((y * F.silu(z.float())).to(x.dtype))  # (L, B, D)
         out = out.transpose(0, 1).contiguous()  # (B, L, D)

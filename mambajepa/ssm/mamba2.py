@@ -30,6 +30,64 @@ from mambajepa.ssm.ssd import ssd_scan
 CHUNKED_MAX_CHUNK = 64
 
 
+class _GatedRMSNorm(torch.autograd.Function):
+    """``rmsnorm(y * silu(z)) * weight`` over groups of channels, with a hand-written backward.
+
+    Same result as :class:`~mambajepa.ssm.norm.RMSNormGated` with ``norm_before_gate=False``,
+    in fewer passes over ``(..., S)``: the row statistics are one batched dot product and the
+    backward reuses the normalised activations instead of replaying every element-wise step.
+    """
+
+    @staticmethod
+    def forward(ctx, y, z, weight, group_size, eps):
+        # y, z: (R, S) fp32 rows; weight: (S,)
+        gated = y * F.silu(z)  # (R, S)
+        grouped = gated.view(gated.shape[0], -1, group_size)  # (R, G, gs)
+        sq = torch.matmul(grouped.unsqueeze(-2), grouped.unsqueeze(-1)).squeeze(-1)  # (R, G, 1)
+        rstd = torch.rsqrt(sq / group_size + eps)  # (R, G, 1)
+        normed = (grouped * rstd).view_as(gated)  # (R, S)
+        ctx.save_for_backward(y, z, weight, normed, rstd)
+        ctx.group_size = group_size
+        return normed * weight
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, z, weight, normed, rstd = ctx.saved_tensors
+        rows, gs = grad.shape[0], ctx.group_size
+        grad = grad.contiguous()
+        grad_weight = (grad * normed).sum(0)  # (S,)
+        gn = (grad * weight).view(rows, -1, gs)  # (R, G, gs)
+        n = normed.view(rows, -1, gs)
+        dot = torch.matmul(gn.unsqueeze(-2), n.unsqueeze(-1)).squeeze(-1) / gs  # (R, G, 1)
+        d_gated = torch.addcmul(gn, n, dot, value=-1.0).mul_(rstd).view_as(grad)  # (R, S)
+        grad_y = d_gated * F.silu(z)
+        grad_z = torch.ops.aten.silu_backward(d_gated * y, z)
+        return grad_y, grad_z, grad_weight, None, None
+
+
+def gated_rms_norm(y: torch.Tensor, z: torch.Tensor, norm: RMSNormGated) -> torch.Tensor:
+    """``norm(y, z)`` for a ``norm_before_gate=False`` :class:`RMSNormGated`, computed by :class:`_GatedRMSNorm`.
+
+    Args:
+        y: ``(..., S)`` values.
+        z: ``(..., S)`` gate.
+        norm: the module whose ``weight``, ``eps`` and ``group_size`` are used.
+
+    Returns:
+        ``(..., S)`` in y's dtype.
+    """
+    shape = y.shape
+    cdt = torch.promote_types(y.dtype, torch.float32)  # fp32 statistics (fp64 for fp64 inputs)
+    out = _GatedRMSNorm.apply(
+        y.to(cdt).reshape(-1, shape[-1]),
+        z.to(cdt).reshape(-1, shape[-1]),
+        norm.weight.to(cdt),
+        norm.group_size,
+        norm.eps,
+    )
+    return out.view(shape).to(y.dtype)
+
+
 @dataclass
 class Mamba2State:
     """Streaming state of a :class:`Mamba2` layer.
@@ -187,16 +245,13 @@ class Mamba2(nn.Module):
     def _in_proj_parts(self, x: torch.Tensor):
         """``in_proj`` of a sequence as one matmul per part, so every part is contiguous.
 
-        Returns ``z0, x0, z, dt`` ``(B, L, .)`` and ``xBC`` channel-first ``(B, S + 2GN, L)``, the
-        layout of the convolution (no transposed copies, no strided element-wise ops).
+        Returns ``z0, x0, z, xBC, dt``, each ``(B, L, .)`` and contiguous (no strided element-wise
+        ops downstream; the convolution runs channels-last on ``xBC``).
         """
         sizes = [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, self.nheads]
         weights = self.in_proj.weight.split(sizes)
         biases = self.in_proj.bias.split(sizes) if self.in_proj.bias is not None else [None] * len(sizes)
-        z0, x0, z, dt = (F.linear(x, weights[i], biases[i]) for i in (0, 1, 2, 4))
-        xBC = torch.matmul(weights[3], x.transpose(1, 2))  # (B, S + 2GN, L)
-        if biases[3] is not None:
-            xBC = xBC + biases[3].unsqueeze(-1)
+        z0, x0, z, xBC, dt = (F.linear(x, w, b) for w, b in zip(weights, biases))
         return z0, x0, z, xBC, dt
 
     def _split_in_proj(self, zxbcdt: torch.Tensor):
@@ -209,16 +264,18 @@ class Mamba2(nn.Module):
             dt = dt.clamp(*self.dt_limit)
         return dt
 
-    def _skip(self, x: torch.Tensor) -> torch.Tensor:
-        """``D * x`` for x ``(..., H, P)``."""
+    def _skip_weight(self) -> torch.Tensor:
+        """``D`` shaped to multiply x ``(..., H, P)``: ``(H, P)`` or ``(H, 1)``."""
         D = self.D.float()
-        return x * (D.view(self.nheads, self.headdim) if self.D_has_hdim else D.unsqueeze(-1))
+        return D.view(self.nheads, self.headdim) if self.D_has_hdim else D.unsqueeze(-1)
 
     def _output(
         self, y: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, x0: torch.Tensor, dtype
     ) -> torch.Tensor:
         """Gate/norm the SSM output ``(..., S)``, prepend the gated MLP part, project out."""
-        if self.rmsnorm:
+        if self.rmsnorm and not self.norm_before_gate:
+            y = gated_rms_norm(y, z, self.norm)
+        elif self.rmsnorm:
             y = self.norm(y, z)
         else:
             y = y * F.silu(z.float())
@@ -251,11 +308,10 @@ class Mamba2(nn.Module):
             self.conv1d.weight,
             self.conv1d.bias,
             None if state is None else state.conv,
-            activation=None,
+            activation="silu",
             use_kernel=impl == "fused",
-        )
-        # SiLU after the one transposed copy, so that it and its backward run on contiguous memory
-        xBC = F.silu(xBC.transpose(1, 2).contiguous())  # (B, L, S + 2GN)
+            channels_last=True,
+        )  # (B, L, S + 2GN)
         xs, B, C = xBC.split([self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
         xs = xs.reshape(batch, length, self.nheads, self.headdim)  # (B, L, H, P)
         y, ssm_state = ssd_scan(
@@ -268,7 +324,9 @@ class Mamba2(nn.Module):
             impl=impl,
             chunk_size=self.chunk_size if impl == "fused" else min(self.chunk_size, CHUNKED_MAX_CHUNK),
         )
-        y = (y.float() + self._skip(xs.float())).reshape(batch, length, self.d_ssm)  # (B, L, S)
+        y = torch.addcmul(y.float(), xs.float(), self._skip_weight()).reshape(
+            batch, length, self.d_ssm
+        )  # + D x
         out = self._output(y, z, z0, x0, x.dtype)
         return (out, Mamba2State(conv_state, ssm_state)) if return_state else out
 
@@ -297,6 +355,6 @@ class Mamba2(nn.Module):
         dt = self._discretise_dt(dt)  # (B, H)
         decay = torch.exp(dt * -torch.exp(self.A_log.float()))[:, :, None, None]  # (B, H, 1, 1)
         h = decay * state.ssm + (dt.unsqueeze(-1) * xs).unsqueeze(-1) * B.unsqueeze(2)  # (B, H, P, N)
-        y = torch.einsum("bhpn,bhn->bhp", h, C) + self._skip(xs)
+        y = torch.addcmul(torch.einsum("bhpn,bhn->bhp", h, C), xs, self._skip_weight())
         out = self._output(y.reshape(batch, self.d_ssm), z, z0, x0, x_t.dtype)
         return out, Mamba2State(conv_state, h)

@@ -239,7 +239,7 @@ class Mamba3(nn.Module):
 
     def _output(self, y: torch.Tensor, v: torch.Tensor, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Skip, gate (or gated norm), rank mix and ``out_proj``: ``y (B, L, R, H, P) -> (B, L, D)``."""
-        y = y + self.D.float()[:, None] * v
+        y = torch.addcmul(y, v, self.D.float()[:, None])  # + D v
         mimo_z, mimo_o = self._rank_weights("mimo_z"), self._rank_weights("mimo_o")
         z = z.float()[:, :, None]  # (B, L, 1, H, P)
         if mimo_z is not None:

@@ -160,6 +160,52 @@ def mamba3_scan_ref(
     return torch.stack(ys, dim=1), ScanState(wrap_angle(theta), h, k_prev, v_prev)
 
 
+class _IntraChunkWeights(torch.autograd.Function):
+    """Key weights inside a chunk, with a hand-written backward (see :func:`intra_chunk_weights`).
+
+    The backward reuses the saved decays ``exp(c_t - c_j)``: one product with the incoming
+    gradient gives both the scale gradient (a column sum) and the log-decay gradient (row minus
+    column sums), instead of replaying the masked difference, ``exp`` and product step by step.
+    """
+
+    @staticmethod
+    def forward(ctx, cum, scale, gamma):
+        chunk = cum.shape[-1]
+        strict = torch.ones(chunk, chunk, dtype=torch.bool, device=cum.device).tril(-1)
+        decay = (
+            (cum[..., :, None] - cum[..., None, :]).masked_fill_(~strict, float("-inf")).exp_()
+        )  # (..., Q, Q)
+        weight = decay * scale[..., None, :]  # zero on and above the diagonal
+        weight.diagonal(dim1=-2, dim2=-1).copy_(gamma)
+        ctx.save_for_backward(decay, scale)
+        return weight
+
+    @staticmethod
+    def backward(ctx, grad):
+        decay, scale = ctx.saved_tensors
+        grad_gamma = grad.diagonal(dim1=-2, dim2=-1).clone()
+        through = grad * decay  # (..., Q, Q), zero on and above the diagonal
+        grad_scale = through.sum(-2)
+        through.mul_(scale[..., None, :])  # d/d(c_t - c_j)
+        grad_cum = through.sum(-1) - through.sum(-2)
+        return grad_cum, grad_scale, grad_gamma
+
+
+def intra_chunk_weights(cum: torch.Tensor, scale: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Weight of key ``j`` for query ``t`` inside a chunk: ``exp(c_t - c_j) s_j`` for ``j < t``,
+    ``gamma_t`` for ``j = t`` and 0 for ``j > t``.
+
+    Args:
+        cum: ``(..., Q)`` cumulative log-decay from the chunk start (non-increasing).
+        scale: ``(..., Q)`` per-key scales ``s_j``.
+        gamma: ``(..., Q)`` diagonal weights.
+
+    Returns:
+        ``(..., Q, Q)`` weights (query index first).
+    """
+    return _IntraChunkWeights.apply(cum, scale, gamma)
+
+
 def _pad_to_chunks(t: torch.Tensor, chunk: int) -> torch.Tensor:
     """Zero-pad dim 1 (length) to a multiple of ``chunk`` and split it into ``(C, Q)``."""
     pad = -t.shape[1] % chunk
@@ -224,7 +270,8 @@ def mamba3_scan_chunked(
     # 3. chunk layout: (B, H, C, Q*R, .) with the rank as the fastest key index
     def keys(t: torch.Tensor) -> torch.Tensor:
         t = _pad_to_chunks(t, chunk)  # (B, C, Q, R, H, X)
-        return t.permute(0, 4, 1, 2, 3, 5).flatten(3, 4)  # (B, H, C, Q*R, X)
+        # contiguous once here, not copied again by every matmul (and its backward) that reads it
+        return t.permute(0, 4, 1, 2, 3, 5).flatten(3, 4).contiguous()  # (B, H, C, Q*R, X)
 
     def per_pos(t: torch.Tensor) -> torch.Tensor:
         return _pad_to_chunks(t, chunk).permute(0, 3, 1, 2)  # (B, H, C, Q)
@@ -234,12 +281,13 @@ def mamba3_scan_chunked(
     cum = adt_c.cumsum(dim=-1)  # (B, H, C, Q) log-decay from the chunk start
 
     # 4. intra-chunk: masked decay-weighted scores, strict lower part scaled by s_j
-    strict = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril(-1)
-    seg = (cum[..., :, None] - cum[..., None, :]).masked_fill(~strict, float("-inf"))
-    weight = seg.exp() * scale_c[..., None, :] + torch.diag_embed(gamma_c)  # (B, H, C, Q, Q)
+    weight = intra_chunk_weights(cum, scale_c, gamma_c)  # (B, H, C, Q, Q)
     scores = qc @ kc.transpose(-1, -2)  # (B, H, C, QR, QR)
-    scores = scores.unflatten(-1, (chunk, rank)).unflatten(-3, (chunk, rank))  # (B, H, C, Q, R, Q, R)
-    scores = (scores * weight[..., :, None, :, None]).flatten(-2).flatten(-3, -2)  # (B, H, C, QR, QR)
+    if rank == 1:
+        scores = scores * weight
+    else:
+        scores = scores.unflatten(-1, (chunk, rank)).unflatten(-3, (chunk, rank))  # (B, H, C, Q, R, Q, R)
+        scores = (scores * weight[..., :, None, :, None]).flatten(-2).flatten(-3, -2)  # (B, H, C, QR, QR)
     y = scores @ vc  # (B, H, C, QR, P)
 
     # 5. chunk states: sum_j exp(c_end - c_j) s_j v_j k_j^T
@@ -251,7 +299,7 @@ def mamba3_scan_chunked(
 
     # 7. inter-chunk: queries read the entering state, decayed from the chunk start
     from_start = cum.exp().repeat_interleave(rank, dim=-1)  # (B, H, C, QR)
-    y = y + (qc @ entering.transpose(-1, -2)) * from_start[..., None]
+    y = torch.addcmul(y, qc @ entering.transpose(-1, -2), from_start[..., None])
 
     # back to (B, L, R, H, P)
     y = y.unflatten(-2, (chunk, rank)).permute(0, 2, 3, 4, 1, 5).flatten(1, 2)[:, :length]

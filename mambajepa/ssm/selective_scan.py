@@ -67,81 +67,104 @@ def selective_scan_ref(
 
 
 def default_chunk_size(batch: int, channels: int, n_state: int) -> int:
-    """Positions per block such that a block's ``(T, B, E, N)`` fp32 tensors stay near 1 MiB (cache)."""
+    """Positions per block such that a block's ``(T, B, N, E)`` fp32 tensors stay near 2 MiB (cache)."""
     per_position = max(1, batch * channels * n_state)
-    return int(min(256, max(4, 2 ** round(math.log2(max(1, 2**18 // per_position))))))
+    return int(min(256, max(4, 2 ** round(math.log2(max(1, 2**19 // per_position))))))
 
 
 def _block_states(
-    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, h0: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """States of one time-major block: u, delta ``(T, B, E)``, B ``(T, B, N)``, h0 ``(B, E, N)``.
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    At: torch.Tensor,
+    B: torch.Tensor,
+    h_prev: torch.Tensor,
+    decay: torch.Tensor,
+    h: torch.Tensor,
+) -> None:
+    """Decays and states of one time-major block, written into the buffers ``decay`` and ``h``.
 
-    Returns ``(h, decay, x)``, each ``(T, B, E, N)``: the states after every position, the
-    per-position decays ``exp(delta * A)`` and the inputs ``delta * u * B``.
+    Args:
+        u, delta: ``(T, B, E)``.
+        At: ``A`` transposed, ``(N, E)``.
+        B: ``(T, B, N)``.
+        h_prev: state before the block, ``(B, N, E)``.
+        decay, h: outputs ``(T, B, N, E)``: ``exp(delta * A)`` and the states after every position.
     """
-    decay = torch.exp(delta.unsqueeze(-1) * A)  # (T, B, E, N)
-    x = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (T, B, E, N)
-    h = torch.empty_like(x)
-    prev = h0
-    for t in range(x.shape[0]):  # one fused multiply-add per position, in place, on cache-resident data
-        prev = torch.addcmul(x[t], decay[t], prev, out=h[t])
-    return h, decay, x
+    torch.mul(delta.unsqueeze(2), At, out=decay).exp_()  # (T, B, N, E)
+    torch.mul((delta * u).unsqueeze(2), B.unsqueeze(-1), out=h)  # inputs delta * u * B, (T, B, N, E)
+    for h_t, decay_t in zip(h.unbind(0), decay.unbind(0)):  # one fused multiply-add per position
+        h_prev = h_t.addcmul_(decay_t, h_prev)
 
 
 class _BlockedSelectiveScan(torch.autograd.Function):
-    """Selective scan over cache-sized blocks with a hand-written backward.
+    """Selective scan over cache-sized blocks in the ``(L, B, N, E)`` layout, hand-written backward.
 
-    Forward keeps only the inputs and the state at each block start; backward recomputes a
-    block's states from its start state and runs the adjoint recurrence backwards in time, so
-    no ``(B, L, E, N)`` tensor is ever materialised (the memory scheme of the CUDA kernel).
+    Channels ``E`` are the contiguous dimension, so the outer products that form decays and
+    inputs broadcast scalars along long rows and the reductions over ``N`` or ``E`` are batched
+    matrix-vector products. Forward keeps only the inputs and the state at each block start;
+    backward recomputes a block's decays and states from its start state into the same
+    cache-resident buffers and runs the adjoint recurrence backwards, so no ``(B, L, E, N)``
+    tensor is ever allocated (the memory scheme of the CUDA kernel).
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, h0, block):
         # u, delta: (L, B, E); B, C: (L, B, N); A: (E, N); h0: (B, E, N) -- time-major, compute dtype
-        length = u.shape[0]
-        ys, starts = [], []
-        h_last = h0
+        length, batch, channels = u.shape
+        At = A.t().contiguous()  # (N, E)
+        h_start = h0.transpose(1, 2).contiguous()  # (B, N, E)
+        decay = u.new_empty(min(block, length), batch, At.shape[0], channels)  # (T, B, N, E), reused
+        h = torch.empty_like(decay)
+        y = u.new_empty(length, batch, 1, channels)
+        starts = []
         for a in range(0, length, block):
             b = min(a + block, length)
-            starts.append(h_last)
-            h, _, _ = _block_states(u[a:b], delta[a:b], A, B[a:b], h_last)
-            ys.append(torch.matmul(h, C[a:b].unsqueeze(-1)).squeeze(-1))  # (T, B, E)
-            h_last = h[-1].clone()
-        ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
+            starts.append(h_start)
+            _block_states(u[a:b], delta[a:b], At, B[a:b], h_start, decay[: b - a], h[: b - a])
+            torch.matmul(C[a:b].unsqueeze(2), h[: b - a], out=y[a:b])  # (T, B, 1, E)
+            h_start = h[b - a - 1].clone()
+        ctx.save_for_backward(u, delta, At, B, C, torch.stack(starts))
         ctx.block = block
-        return torch.cat(ys), h_last  # (L, B, E)
+        return y.squeeze(2), h_start.transpose(1, 2).contiguous()  # (L, B, E), (B, E, N)
 
     @staticmethod
     def backward(ctx, dy, dh_last):
-        u, delta, A, B, C, starts = ctx.saved_tensors
+        u, delta, At, B, C, starts = ctx.saved_tensors
         length, block = u.shape[0], ctx.block
         dy = torch.zeros_like(u) if dy is None else dy.contiguous()
-        g_next = torch.zeros_like(starts[0]) if dh_last is None else dh_last.clone()  # dL/dh at block end
-        du, ddelta, dB, dC = [], [], [], []  # per block, last block first
-        dA = torch.zeros_like(A)
-        for k in reversed(range(len(starts))):
+        # adjoint dL/dh at the end of the block being processed, (B, N, E)
+        g_next = torch.zeros_like(starts[0]) if dh_last is None else dh_last.transpose(1, 2).contiguous()
+        du, ddelta = torch.empty_like(u), torch.empty_like(u)  # (L, B, E)
+        dB, dC = torch.empty_like(B), torch.empty_like(C)  # (L, B, N)
+        dAt = torch.zeros_like(At)  # (N, E)
+        shape = (min(block, length), *starts.shape[1:2], *At.shape)
+        decay_buf, h_buf, g_buf, tmp_buf = (u.new_empty(shape) for _ in range(4))  # (T, B, N, E), reused
+        for k in reversed(range(starts.shape[0])):
             a = k * block
             b = min(a + block, length)
-            u_k, delta_k, B_k, C_k, dy_k = u[a:b], delta[a:b], B[a:b], C[a:b], dy[a:b]
-            h, decay, x = _block_states(u_k, delta_k, A, B_k, starts[k])
-            # adjoint recurrence: g_t = dy_t C_t + decay_{t+1} g_{t+1}; the block end receives g_next
-            g = dy_k.unsqueeze(-1) * C_k.unsqueeze(2)  # (T, B, E, N)
+            n = b - a
+            decay, h, g, tmp = decay_buf[:n], h_buf[:n], g_buf[:n], tmp_buf[:n]
+            dy_k, delta_k = dy[a:b], delta[a:b]
+            du_k = delta_k * u[a:b]  # (T, B, E)
+            _block_states(u[a:b], delta_k, At, B[a:b], starts[k], decay, h)
+            # adjoint recurrence: g_t = C_t dy_t + decay_{t+1} g_{t+1}; the block end receives g_next
+            torch.mul(C[a:b].unsqueeze(-1), dy_k.unsqueeze(2), out=g)  # (T, B, N, E)
             g[-1] += g_next
-            for t in range(b - a - 2, -1, -1):
-                g[t].addcmul_(decay[t + 1], g[t + 1])
-            g_next = decay[0] * g[0]
-            dC.append(torch.matmul(dy_k.unsqueeze(-2), h).squeeze(-2))  # (T, B, N)
-            # d/d(delta * A) = g * decay * h_prev = g * (h - x)
-            dlog = g * (h - x)  # (T, B, E, N)
-            dA += (dlog * delta_k.unsqueeze(-1)).sum((0, 1))
-            dux = torch.matmul(g, B_k.unsqueeze(-1)).squeeze(-1)  # (T, B, E): d/d(delta * u)
-            dB.append(torch.matmul((delta_k * u_k).unsqueeze(-2), g).squeeze(-2))  # (T, B, N)
-            ddelta.append(torch.addcmul((dlog * A).sum(-1), dux, u_k))
-            du.append(dux * delta_k)
-        du, ddelta, dB, dC = (torch.cat(grads[::-1]) for grads in (du, ddelta, dB, dC))  # (L, B, .)
-        return du, ddelta, dA, dB, dC, g_next, None
+            g_rows, decay_rows = g.unbind(0), decay.unbind(0)
+            for t in range(n - 2, -1, -1):
+                g_rows[t].addcmul_(decay_rows[t + 1], g_rows[t + 1])
+            torch.matmul(h, dy_k.unsqueeze(-1), out=dC[a:b].unsqueeze(-1))  # (T, B, N, 1)
+            torch.matmul(g, du_k.unsqueeze(-1), out=dB[a:b].unsqueeze(-1))  # (T, B, N, 1)
+            dux = torch.matmul(B[a:b].unsqueeze(2), g).squeeze(2)  # (T, B, E): d/d(delta * u)
+            # d/d(delta * A) = g * decay * h_prev; g * decay is also the adjoint passed backwards
+            dlog = g.mul_(decay)  # (T, B, N, E), in place of g
+            g_next = dlog[0].clone()
+            dlog[1:] *= h[:-1]
+            dlog[0] *= starts[k]
+            dAt += torch.mul(dlog, delta_k.unsqueeze(2), out=tmp).sum((0, 1))
+            torch.addcmul(torch.mul(dlog, At, out=tmp).sum(2), dux, u[a:b], out=ddelta[a:b])
+            torch.mul(dux, delta_k, out=du[a:b])
+        return du, ddelta, dAt.t(), dB, dC, g_next.transpose(1, 2), None
 
 
 def selective_scan_chunked(

@@ -67,7 +67,7 @@ def _segsum_exp(a_cum: torch.Tensor) -> torch.Tensor:
     T = a_cum.shape[-1]
     diff = a_cum[..., :, None] - a_cum[..., None, :]  # (..., T, S)
     causal = torch.ones(T, T, dtype=torch.bool, device=a_cum.device).tril()
-    return torch.exp(diff.masked_fill(~causal, float("-inf")))
+    return diff.masked_fill_(~causal, float("-inf")).exp_()  # in place on the fresh difference tensor
 
 
 def ssd_chunked(
@@ -125,18 +125,19 @@ def ssd_chunked(
         init = init.reshape(batch, groups, n_state, hg * headdim)  # (B, G, N, hg*P)
     else:
         init = x.new_zeros(batch, groups, n_state, hg * headdim)
-    states = torch.cat([init.unsqueeze(1), chunk_states], dim=1)  # (B, nc + 1, G, N, hg*P)
-    chunk_total = F.pad(a_cum[:, :, -1], (0, 0, 0, 0, 1, 0))  # (B, nc + 1, G, hg)
-    between = _segsum_exp(torch.cumsum(chunk_total, dim=1).permute(0, 2, 3, 1))  # (B, G, hg, nc+1, nc+1)
-    states = torch.einsum(
-        "bghzc,bcgnhp->bzgnhp", between, states.view(batch, nc + 1, groups, n_state, hg, headdim)
-    )  # (B, nc + 1, G, N, hg, P)
-    starts, final = states[:, :-1], states[:, -1]
+    # a loop over chunks (not positions): nc small multiply-adds on (B, G, N, hg, P) states
+    chunk_decay = torch.exp(a_cum[:, :, -1]).view(batch, nc, groups, 1, hg, 1)  # (B, nc, G, 1, hg, 1)
+    states = [init.view(batch, groups, n_state, hg, headdim)]
+    for decay, added in zip(
+        chunk_decay.unbind(1), chunk_states.view(batch, nc, groups, n_state, hg, headdim).unbind(1)
+    ):
+        states.append(torch.addcmul(added, decay, states[-1]))  # (B, G, N, hg, P)
+    starts, final = torch.stack(states[:-1], dim=1), states[-1]  # (B, nc, G, N, hg, P), (B, G, N, hg, P)
 
     # 4. outputs from the state each chunk starts with
     y_off = torch.matmul(Cc, starts.reshape(batch, nc, groups, n_state, hg * headdim))  # (B, nc, G, T, hg*P)
     y_off = y_off.view(batch, nc, groups, T, hg, headdim).transpose(2, 3)  # (B, nc, T, G, hg, P)
-    y = y + y_off * torch.exp(a_cum).unsqueeze(-1)
+    y = torch.addcmul(y, y_off, torch.exp(a_cum).unsqueeze(-1))
 
     y = y.reshape(batch, nc * T, heads, headdim)[:, :length]  # (B, L, H, P)
     final = final.permute(0, 1, 3, 4, 2).reshape(batch, heads, headdim, n_state)  # (B, H, P, N)

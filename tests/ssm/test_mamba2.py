@@ -166,3 +166,27 @@ def test_inconsistent_sizes_raise_config_error():
         Mamba2(32, headdim=24)
     with pytest.raises(ConfigError, match="ngroups=3"):
         Mamba2(32, headdim=16, ngroups=3)
+
+
+@pytest.mark.parametrize("group_size", [8, 24])
+def test_gated_rms_norm_matches_module_values_and_grads(group_size):
+    from mambajepa.ssm.mamba2 import gated_rms_norm
+    from mambajepa.ssm.norm import RMSNormGated
+
+    torch.manual_seed(0)
+    norm = RMSNormGated(24, eps=1e-5, group_size=group_size, norm_before_gate=False)
+    with torch.no_grad():
+        norm.weight.add_(torch.randn_like(norm.weight))
+    y = torch.randn(2, 5, 24, requires_grad=True)
+    z = torch.randn(2, 5, 24, requires_grad=True)
+    g = torch.randn(2, 5, 24)
+    ours = gated_rms_norm(y, z, norm)
+    grads = torch.autograd.grad((ours * g).sum(), (y, z, norm.weight))
+    ref = norm(y, z)
+    grads_ref = torch.autograd.grad((ref * g).sum(), (y, z, norm.weight))
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    leaves = [t.detach().double().requires_grad_(True) for t in (y, z, norm.weight)]
+    norm64 = type("Norm", (), {"weight": leaves[2], "group_size": group_size, "eps": 1e-5})
+    assert torch.autograd.gradcheck(lambda a, b, w: gated_rms_norm(a, b, norm64), leaves)

@@ -184,3 +184,18 @@ def test_rotation_backward_matches_autograd_and_gradcheck(width, angles):
         torch.autograd.grad((ref * w).sum(), (v, cos, sin)),
     ):
         torch.testing.assert_close(got, want)
+
+
+def test_intra_chunk_weights_match_autograd_formula_and_gradcheck():
+    from mambajepa.ssm.mamba3_scan import intra_chunk_weights
+
+    g = torch.Generator().manual_seed(3)
+    cum = -torch.rand(2, 3, 6, generator=g, dtype=torch.float64).cumsum(-1)
+    scale = torch.rand(2, 3, 6, generator=g, dtype=torch.float64)
+    gamma = torch.rand(2, 3, 6, generator=g, dtype=torch.float64)
+    leaves = [t.requires_grad_(True) for t in (cum, scale, gamma)]
+    strict = torch.ones(6, 6, dtype=torch.bool).tril(-1)
+    seg = (cum[..., :, None] - cum[..., None, :]).masked_fill(~strict, float("-inf"))
+    expected = seg.exp() * scale[..., None, :] + torch.diag_embed(gamma)
+    torch.testing.assert_close(intra_chunk_weights(*leaves), expected)
+    assert torch.autograd.gradcheck(intra_chunk_weights, leaves)
