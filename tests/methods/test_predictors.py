@@ -1,0 +1,67 @@
+"""Mask-token predictors: input order does not matter; grid positions and mask tokens do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.predictors import PredictorConfig, build_predictor
+
+GRID = (1, 4, 4)
+
+
+def make(kind: str):
+    torch.manual_seed(0)
+    cfg = PredictorConfig(kind=kind, embed_dim=16, depth=2, num_heads=2, headdim=8, d_state=8)
+    return build_predictor(cfg, embed_dim=24, num_mask_tokens=2).eval()
+
+
+def inputs():
+    g = torch.Generator().manual_seed(1)
+    context_ids = torch.stack([torch.randperm(16, generator=g)[:6] for _ in range(3)])  # (3, 6)
+    target_ids = torch.tensor([[c for c in range(16) if c not in row][:4] for row in context_ids.tolist()])
+    return torch.randn(3, 6, 24, generator=g), context_ids, target_ids
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mamba"])
+def test_context_order_does_not_change_predictions(kind):
+    """The Mamba predictor scans in grid order, the transformer has no order: both ignore input order."""
+    predictor = make(kind)
+    ctx, ctx_ids, tgt_ids = inputs()
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(2))
+    out = predictor(ctx, ctx_ids, tgt_ids, GRID)
+    shuffled = predictor(ctx[:, perm], ctx_ids[:, perm], tgt_ids, GRID)
+    torch.testing.assert_close(shuffled, out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mamba"])
+def test_positions_and_mask_tokens_matter_and_get_gradients(kind):
+    predictor = make(kind)
+    ctx, ctx_ids, tgt_ids = inputs()
+    out = predictor(ctx, ctx_ids, tgt_ids, GRID, mask_index=0)
+    assert out.shape == (3, 4, 24)
+    # predictions follow their targets when the targets are listed in another order ...
+    reordered = predictor(ctx, ctx_ids, tgt_ids.flip(1), GRID, mask_index=0)
+    torch.testing.assert_close(reordered.flip(1), out, rtol=1e-5, atol=1e-5)
+    # ... and the same mask token at another grid position gives another prediction
+    here = predictor(ctx, ctx_ids, tgt_ids[:, :1], GRID)
+    there = predictor(ctx, ctx_ids, tgt_ids[:, 1:2], GRID)
+    assert not torch.allclose(here, there, atol=1e-4)
+    assert not torch.allclose(predictor(ctx, ctx_ids, tgt_ids, GRID, mask_index=1), out, atol=1e-4)
+    out.square().sum().backward()
+    assert predictor.mask_tokens.grad[0].abs().sum() > 0 and predictor.mask_tokens.grad[1].abs().sum() == 0
+    assert predictor.mask_tokens._no_weight_decay
+
+
+def test_predictor_inputs_are_checked():
+    predictor = make("transformer")
+    ctx, ctx_ids, tgt_ids = inputs()
+    with pytest.raises(ShapeError, match="mask_index"):
+        predictor(ctx, ctx_ids, tgt_ids, GRID, mask_index=2)
+    with pytest.raises(ShapeError, match="width"):
+        predictor(ctx[..., :8], ctx_ids, tgt_ids, GRID)
+    with pytest.raises(ShapeError):
+        predictor(ctx, ctx_ids[:, :3], tgt_ids, GRID)
+    with pytest.raises(ConfigError, match="headdim"):
+        build_predictor(PredictorConfig(kind="mamba", embed_dim=20, headdim=16), 24)
