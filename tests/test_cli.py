@@ -109,7 +109,14 @@ def test_delegated_command_missing_is_a_clear_error(command, capsys, monkeypatch
 
 
 def test_demo_runs_end_to_end_and_replaces_only_its_own_run(tmp_path, capsys):
-    overrides = ["--train.max_steps=10", "--train.warmup_steps=0", "--train.eval_every=5"]
+    overrides = [
+        "--train.max_steps=10",
+        "--train.warmup_steps=0",
+        "--train.eval_every=5",
+        "--probe.n_train=64",
+        "--probe.n_eval=32",
+        "--probe.attentive=false",
+    ]
     for _ in range(2):  # a second demo replaces the first instead of resuming a finished run
         assert run_demo(tmp_path / "demo", overrides) == 0
         out = capsys.readouterr().out
