@@ -9,12 +9,10 @@ Dimension legend: ``B`` batch, ``Kc`` context tokens, ``Kt`` target tokens, ``Dp
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from mambajepa.nn.block import TransformerBlock
+from mambajepa.nn.block import TransformerBlock, init_transformer_weights
 from mambajepa.predictors.base import MaskTokenPredictor
 
 __all__ = ["TransformerPredictor"]
@@ -51,19 +49,9 @@ class TransformerPredictor(MaskTokenPredictor):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Truncated-normal (std 0.02) weights and mask tokens, zero biases, residual outputs scaled by depth."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        """The ViT initialisation (see :func:`init_transformer_weights`), then the mask tokens."""
+        init_transformer_weights(self, self.blocks)
         nn.init.trunc_normal_(self.mask_tokens, std=0.02)
-        for layer, block in enumerate(self.blocks, start=1):
-            block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer))
-            block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer))
 
     def mix(
         self,
