@@ -55,6 +55,7 @@ class ViTConfig:
     pos_embed: Literal["rope", "sincos", "learned", "none"] = "rope"  # position encoding
     rope_base: float = 10000.0  # RoPE frequency base
     drop_path_rate: float = 0.0  # stochastic depth of the last block (linear from 0 over depth)
+    init_std: float = 0.02  # std of the truncated-normal weight initialisation
     grad_checkpointing: bool = False  # recompute block activations in backward to save memory
 
     def __post_init__(self) -> None:
@@ -138,8 +139,8 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         return c.num_frames // c.tubelet_size, c.img_size // c.patch_size, c.img_size // c.patch_size
 
     def reset_parameters(self) -> None:
-        """Truncated-normal (std 0.02) weights, zero biases, output projections scaled by depth."""
-        init_transformer_weights(self, self.blocks)
+        """Truncated-normal (``init_std``) weights, zero biases, output projections scaled by depth."""
+        init_transformer_weights(self, self.blocks, self.config.init_std)
         if self.config.pos_embed == "learned":
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
 

@@ -94,6 +94,7 @@ class JEPAEncoderConfig:
     mlp_ratio: float | None = None  # MLP inner width / D (ViT)
     pos_embed: str | None = None  # ViT position encoding: rope | sincos | learned | none
     drop_path_rate: float | None = None  # stochastic depth
+    init_std: float | None = None  # std of the weight initialisation (ViT)
 
     def overrides(self) -> dict[str, Any]:
         """The architecture fields that are set, as keyword overrides of the preset."""
@@ -119,7 +120,7 @@ class JEPADataConfig:
     seed: int = 0  # ShapesWorld world seed
     max_objects: int = 1  # ShapesWorld objects per scene
     augment: bool = False  # random resized crop + flip on training images (cifar10)
-    normalize: bool = False  # ImageNet mean/std normalisation (cifar10, video files)
+    normalize: bool = False  # ImageNet mean/std normalisation of the pixels
 
     @property
     def is_video(self) -> bool:
@@ -611,14 +612,16 @@ def build_dataset(data: JEPADataConfig, split: Literal["train", "val", "test"], 
     Raises:
         DataError: on-disk data that cannot be found or read.
     """
+    from mambajepa.data.transforms import Normalize, build_transform
+
     if data.dataset in ("shapes_images", "shapes_videos"):
         world = ShapesConfig(max_objects=data.max_objects)
+        normalize = Normalize() if data.normalize else None
         if data.dataset == "shapes_videos":
             return ShapesVideos(
-                split, data.image_size, num_items, data.seed, world, num_frames=data.num_frames
+                split, data.image_size, num_items, data.seed, world, normalize, num_frames=data.num_frames
             )
-        return ShapesImages(split, data.image_size, num_items, data.seed, world)
-    from mambajepa.data.transforms import build_transform
+        return ShapesImages(split, data.image_size, num_items, data.seed, world, normalize)
 
     train = split == "train"
     if data.dataset == "cifar10":
@@ -628,7 +631,6 @@ def build_dataset(data: JEPADataConfig, split: Literal["train", "val", "test"], 
             data.image_size, train and data.augment, data.normalize, crop_fraction=1.0
         )
         return CIFAR10(data.root, "train" if train else "test", transform=transform)
-    from mambajepa.data.transforms import Normalize
     from mambajepa.data.video import VideoClips
 
     folder = data.root if train or not data.val_root else data.val_root

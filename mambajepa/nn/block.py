@@ -74,10 +74,10 @@ class TransformerBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def init_transformer_weights(root: nn.Module, blocks: Iterable[TransformerBlock]) -> None:
+def init_transformer_weights(root: nn.Module, blocks: Iterable[TransformerBlock], std: float = 0.02) -> None:
     """The ViT / V-JEPA initialisation of a transformer stack, in place.
 
-    Every ``Linear`` and ``Conv3d`` under ``root`` gets truncated-normal (std 0.02) weights and
+    Every ``Linear`` and ``Conv3d`` under ``root`` gets truncated-normal (``std``) weights and
     zero biases, every ``LayerNorm`` unit weights and zero biases; then the residual output
     projections (``attn.proj``, ``mlp.fc2``) of the ``l``-th block (from 1) are divided by
     ``sqrt(2 l)`` so the residual stream does not grow with depth.
@@ -85,10 +85,12 @@ def init_transformer_weights(root: nn.Module, blocks: Iterable[TransformerBlock]
     Args:
         root: the model whose modules are initialised.
         blocks: its transformer blocks, first to last.
+        std: weight std (0.02 in I-JEPA / V-JEPA; small models trained briefly learn faster
+            with a larger one).
     """
     for module in root.modules():
         if isinstance(module, (nn.Linear, nn.Conv3d)):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):

@@ -41,6 +41,7 @@ def build_predictor(config: PredictorConfig, embed_dim: int, num_mask_tokens: in
             config.d_intermediate,
             num_mask_tokens,
             config.drop_path_rate,
+            config.context_pool,
         )
     return TransformerPredictor(
         embed_dim,
@@ -50,4 +51,5 @@ def build_predictor(config: PredictorConfig, embed_dim: int, num_mask_tokens: in
         config.mlp_ratio,
         num_mask_tokens,
         config.drop_path_rate,
+        config.context_pool,
     )

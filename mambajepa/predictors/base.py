@@ -40,6 +40,7 @@ class PredictorConfig:
     expand: int = 2  # Mamba-3 inner width / Dp (mamba)
     d_intermediate: int = 0  # gated-MLP width after each Mamba block, 0 for none (mamba)
     drop_path_rate: float = 0.0  # stochastic depth of the last block
+    context_pool: Literal["none", "mean"] = "none"  # "mean": predict from the mean context token only
 
     def validate(self) -> None:
         """Cross-check fields.
@@ -57,6 +58,8 @@ class PredictorConfig:
             )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate={self.drop_path_rate} must be in [0, 1)")
+        if self.context_pool not in ("none", "mean"):
+            raise ConfigError(f"context_pool={self.context_pool!r} must be 'none' or 'mean'")
 
 
 class MaskTokenPredictor(nn.Module, abc.ABC):
@@ -68,10 +71,15 @@ class MaskTokenPredictor(nn.Module, abc.ABC):
         num_mask_tokens: one learned mask token per mask generator.
     """
 
-    def __init__(self, embed_dim: int, predictor_dim: int, num_mask_tokens: int = 1) -> None:
+    def __init__(
+        self, embed_dim: int, predictor_dim: int, num_mask_tokens: int = 1, context_pool: str = "none"
+    ) -> None:
         super().__init__()
         if num_mask_tokens < 1:
             raise ConfigError(f"num_mask_tokens={num_mask_tokens} must be >= 1")
+        if context_pool not in ("none", "mean"):
+            raise ConfigError(f"context_pool={context_pool!r} must be 'none' or 'mean'")
+        self.context_pool = context_pool
         self.embed_dim = embed_dim
         self.predictor_dim = predictor_dim
         self.embed = nn.Linear(embed_dim, predictor_dim)
@@ -143,7 +151,12 @@ class MaskTokenPredictor(nn.Module, abc.ABC):
         if not 0 <= mask_index < self.num_mask_tokens:
             raise ShapeError(f"mask_index={mask_index} outside [0, {self.num_mask_tokens}) mask tokens")
         Kt = target_ids.shape[1]
-        ctx = self.embed(context) + self._positions(context_ids, grid).to(context.dtype)  # (B, Kc, Dp)
+        if self.context_pool == "mean":
+            # one summary slot without a position: everything about the targets must pass through it
+            ctx = self.embed(context.mean(dim=1, keepdim=True))  # (B, 1, Dp)
+            context_ids = context_ids.new_full((B, 1), -1)  # before every grid id in scan order
+        else:
+            ctx = self.embed(context) + self._positions(context_ids, grid).to(context.dtype)  # (B, Kc, Dp)
         tgt = self.mask_tokens[mask_index].expand(B, Kt, -1)  # (B, Kt, Dp)
         tgt = tgt + self._positions(target_ids, grid).to(tgt.dtype)
         out = self.mix(ctx, tgt, context_ids, target_ids)  # (B, Kt, Dp)

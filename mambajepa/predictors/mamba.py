@@ -32,6 +32,7 @@ class MambaPredictor(MaskTokenPredictor):
         d_intermediate: gated-MLP width after each mixer (0: none).
         num_mask_tokens: one learned mask token per mask generator.
         drop_path_rate: stochastic depth of the last block (linear from 0).
+        context_pool: ``"mean"`` predicts from the mean context token alone (see the base class).
     """
 
     def __init__(
@@ -45,8 +46,9 @@ class MambaPredictor(MaskTokenPredictor):
         d_intermediate: int = 0,
         num_mask_tokens: int = 1,
         drop_path_rate: float = 0.0,
+        context_pool: str = "none",
     ) -> None:
-        super().__init__(embed_dim, predictor_dim, num_mask_tokens)
+        super().__init__(embed_dim, predictor_dim, num_mask_tokens, context_pool)
         self.mixer = MixerModel(
             predictor_dim,
             depth,

@@ -29,6 +29,7 @@ class TransformerPredictor(MaskTokenPredictor):
         mlp_ratio: MLP inner width / Dp.
         num_mask_tokens: one learned mask token per mask generator.
         drop_path_rate: stochastic depth of the last block (linear from 0).
+        context_pool: ``"mean"`` predicts from the mean context token alone (see the base class).
     """
 
     def __init__(
@@ -40,8 +41,9 @@ class TransformerPredictor(MaskTokenPredictor):
         mlp_ratio: float = 4.0,
         num_mask_tokens: int = 1,
         drop_path_rate: float = 0.0,
+        context_pool: str = "none",
     ) -> None:
-        super().__init__(embed_dim, predictor_dim, num_mask_tokens)
+        super().__init__(embed_dim, predictor_dim, num_mask_tokens, context_pool)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             TransformerBlock(predictor_dim, num_heads, mlp_ratio, drop_path=r) for r in rates

@@ -19,6 +19,7 @@ __all__ = [
     "DistInfo",
     "init_distributed",
     "shutdown_distributed",
+    "synchronize",
     "all_reduce_grads",
     "broadcast_module",
     "all_reduce_sum",
@@ -66,6 +67,12 @@ def init_distributed(device_kind: str) -> DistInfo:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
     return DistInfo(rank, world, local_rank)
+
+
+def synchronize() -> None:
+    """Wait until every rank gets here (no-op without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def shutdown_distributed() -> None:

@@ -41,6 +41,7 @@ from mambajepa.train.distributed import (
     broadcast_module,
     init_distributed,
     shutdown_distributed,
+    synchronize,
 )
 from mambajepa.train.logging import MetricsLogger, plot_curves, truncate_metrics
 from mambajepa.train.optim import build_optimizer, set_group_hparams, split_param_groups
@@ -471,6 +472,8 @@ def run_training(config: RunConfig, run_dir: str | Path, resume: str | Path | No
     seed_everything(config.train.seed)
     method = get_method(config.method).from_config(config)
     try:
-        return Trainer(method, config, run_dir, resume=resume).fit()
+        summary = Trainer(method, config, run_dir, resume=resume).fit()
+        synchronize()  # every rank leaves together, once rank 0 has written the last checkpoint
+        return summary
     finally:
         shutdown_distributed()

@@ -129,6 +129,17 @@ def test_drop_path_is_active_in_training_only():
     assert (a - model(x)).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("std", [0.02, 0.05])
+def test_init_std_sets_the_weight_scale_and_residual_projections_shrink_with_depth(std):
+    model = tiny(init_std=std, embed_dim=96, depth=3, num_heads=4)
+    qkv = torch.cat([b.attn.qkv.weight.flatten() for b in model.blocks])
+    assert abs(qkv.std().item() - std) < 0.05 * std
+    assert model.blocks[0].attn.qkv.bias.abs().max() == 0
+    for layer, block in enumerate(model.blocks, start=1):
+        expected = std / math.sqrt(2.0 * layer)
+        assert abs(block.mlp.fc2.weight.std().item() - expected) < 0.1 * expected
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="divisible"):
         ViTConfig(embed_dim=50, num_heads=4)

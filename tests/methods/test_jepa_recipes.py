@@ -83,3 +83,20 @@ def test_video_file_recipe_reads_encoded_videos(tmp_path):
     cfg = load_config(resolve_recipe("vjepa_video"), SHRINK + overrides)
     summary = run_training(cfg, tmp_path / "run")
     assert summary["step"] == 2 and np.isfinite(summary["loss"])
+
+
+@pytest.mark.parametrize("dataset", ["shapes_images", "shapes_videos"])
+def test_shapesworld_normalize_applies_the_imagenet_statistics(dataset):
+    from mambajepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from mambajepa.methods.jepa import JEPADataConfig, build_dataset
+
+    key = "video" if dataset == "shapes_videos" else "image"
+    raw = build_dataset(JEPADataConfig(dataset=dataset, image_size=16, num_frames=2), "test", 3)[2][key]
+    data = JEPADataConfig(dataset=dataset, image_size=16, num_frames=2, normalize=True)
+    item = build_dataset(data, "test", 3)[2]
+    view = (3,) + (1,) * (raw.dim() - 1)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(view), torch.tensor(IMAGENET_STD).view(view)
+    torch.testing.assert_close(item[key], (raw - mean) / std)
+    assert (
+        item["shape"] == build_dataset(JEPADataConfig(dataset=dataset, image_size=16), "test", 3)[2]["shape"]
+    )

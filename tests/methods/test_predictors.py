@@ -11,9 +11,11 @@ from mambajepa.predictors import PredictorConfig, build_predictor
 GRID = (1, 4, 4)
 
 
-def make(kind: str):
+def make(kind: str, context_pool: str = "none"):
     torch.manual_seed(0)
-    cfg = PredictorConfig(kind=kind, embed_dim=16, depth=2, num_heads=2, headdim=8, d_state=8)
+    cfg = PredictorConfig(
+        kind=kind, embed_dim=16, depth=2, num_heads=2, headdim=8, d_state=8, context_pool=context_pool
+    )
     return build_predictor(cfg, embed_dim=24, num_mask_tokens=2).eval()
 
 
@@ -54,6 +56,28 @@ def test_positions_and_mask_tokens_matter_and_get_gradients(kind):
     assert predictor.mask_tokens._no_weight_decay
 
 
+@pytest.mark.parametrize("kind", ["transformer", "mamba"])
+def test_mean_context_pool_sees_only_the_context_mean(kind):
+    """With context_pool='mean' two contexts with the same mean token give the same predictions,
+    wherever their tokens lie; a different mean gives different ones, and gradients reach every token."""
+    predictor = make(kind, context_pool="mean")
+    ctx, ctx_ids, tgt_ids = inputs()
+    out = predictor(ctx, ctx_ids, tgt_ids, GRID)
+    centred = ctx - ctx.mean(dim=1, keepdim=True)
+    moved = ctx.mean(dim=1, keepdim=True) + centred.roll(1, dims=1) * 3.0  # same mean, other tokens
+    other_ids = (ctx_ids + 5) % 16
+    torch.testing.assert_close(predictor(moved, other_ids, tgt_ids, GRID), out, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(predictor(ctx + 0.5, ctx_ids, tgt_ids, GRID), out, atol=1e-4)
+    # the full-context predictor does see where the tokens lie
+    full = make(kind)
+    assert not torch.allclose(
+        full(ctx, other_ids, tgt_ids, GRID), full(ctx, ctx_ids, tgt_ids, GRID), atol=1e-4
+    )
+    ctx.requires_grad_(True)
+    predictor(ctx, ctx_ids, tgt_ids, GRID).square().sum().backward()
+    assert (ctx.grad.abs().sum(-1) > 0).all()
+
+
 def test_predictor_inputs_are_checked():
     predictor = make("transformer")
     ctx, ctx_ids, tgt_ids = inputs()
@@ -65,3 +89,5 @@ def test_predictor_inputs_are_checked():
         predictor(ctx, ctx_ids[:, :3], tgt_ids, GRID)
     with pytest.raises(ConfigError, match="headdim"):
         build_predictor(PredictorConfig(kind="mamba", embed_dim=20, headdim=16), 24)
+    with pytest.raises(ConfigError, match="context_pool"):
+        build_predictor(PredictorConfig(context_pool="max"), 24)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,15 +28,10 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def test_two_process_gloo_matches_one_process(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run(
-        [sys.executable, "-m", "mambajepa", "train", "debug_tiny", "--run-dir", str(one), *ARGS],
-        env=_env(), check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+def _torchrun(run_dir):
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mambajepa", "train", "debug_tiny", "--run-dir", str(two), *ARGS],
+         "-m", "mambajepa", "train", "debug_tiny", "--run-dir", str(run_dir), *ARGS],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
@@ -43,7 +39,22 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
         out, err = proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
+    return proc.returncode, out, err
+
+
+def test_two_process_gloo_matches_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(
+        [sys.executable, "-m", "mambajepa", "train", "debug_tiny", "--run-dir", str(one), *ARGS],
+        env=_env(), check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    returncode, out, err = _torchrun(two)
+    if returncode != 0 and "terminate called without an active exception" in err:
+        # a gloo worker thread occasionally aborts one rank at interpreter exit, after training
+        # has finished (about 1 run in 15 on a busy 2-core machine): run once more
+        shutil.rmtree(two)
+        returncode, out, err = _torchrun(two)
+    assert returncode == 0, err[-8000:]
     assert out.count("trained mlp_regression") == 1  # only rank 0 reports
     w1, w2 = load_checkpoint_weights(one), load_checkpoint_weights(two)
     assert w1.keys() == w2.keys()
