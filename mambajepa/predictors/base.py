@@ -5,7 +5,9 @@ tokens to predict. Context tokens are projected to the (narrow) predictor width;
 slot starts as the learned mask token of its mask generator; both get a fixed sine-cosine
 embedding of their grid coordinates, so the predictor knows *where* each target lies. A mixer
 (transformer or bidirectional Mamba) runs over context and target slots together, and the
-target slots are normed and projected back to the encoder width.
+target slots are normed and projected back to the encoder width. With ``context_pool="mean"`` the
+predictor reads one slot, the mean of the context tokens, instead of the tokens themselves, so
+all it knows about the image passes through the pooled code that linear probes read.
 
 Dimension legend: ``B`` batch, ``Kc`` context tokens, ``Kt`` target tokens, ``D`` encoder width,
 ``Dp`` predictor width, ``(gt, gh, gw)`` token grid.
@@ -58,8 +60,6 @@ class PredictorConfig:
             )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate={self.drop_path_rate} must be in [0, 1)")
-        if self.context_pool not in ("none", "mean"):
-            raise ConfigError(f"context_pool={self.context_pool!r} must be 'none' or 'mean'")
 
 
 class MaskTokenPredictor(nn.Module, abc.ABC):
