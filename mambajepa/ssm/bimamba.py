@@ -32,7 +32,17 @@ def _no_streaming(layer: nn.Module) -> ConfigError:
     )
 
 
-class BiMamba(Mamba1):
+class _NoStreaming:
+    """The streaming interface of a causal mixer, refused: a bidirectional mixer needs the whole sequence."""
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        raise _no_streaming(self)
+
+    def step(self, x_t: torch.Tensor, state):
+        raise _no_streaming(self)
+
+
+class BiMamba(_NoStreaming, Mamba1):
     """Mamba-1 with a time-reversed second scan ("bimamba v2", VideoMamba/Vim parameter names).
 
     ``y = out_proj((ssm_f(x) + flip(ssm_b(flip(x)))) * silu(z)) [/ 2 if divide_out]`` where both
@@ -50,12 +60,6 @@ class BiMamba(Mamba1):
         self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b = self._ssm_params(
             *self._ssm_init_args
         )
-
-    def init_state(self, batch_size: int, device=None, dtype=None):
-        raise _no_streaming(self)
-
-    def step(self, x_t: torch.Tensor, state):
-        raise _no_streaming(self)
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False) -> torch.Tensor:
         """Mix a whole sequence in both directions.
@@ -87,7 +91,7 @@ class BiMamba(Mamba1):
         return out / 2 if self.divide_out else out
 
 
-class Bidirectional(nn.Module):
+class Bidirectional(_NoStreaming, nn.Module):
     """Run ``fwd`` on the sequence and ``bwd`` on its time reversal, then merge.
 
     Args:
@@ -116,12 +120,6 @@ class Bidirectional(nn.Module):
     def from_cls(cls, mixer_cls: Callable[..., nn.Module], d_model: int, merge: str = "add", **kwargs):
         """Two fresh mixers ``mixer_cls(d_model, **kwargs)`` wrapped bidirectionally."""
         return cls(mixer_cls(d_model, **kwargs), mixer_cls(d_model, **kwargs), merge=merge, d_model=d_model)
-
-    def init_state(self, batch_size: int, device=None, dtype=None):
-        raise _no_streaming(self)
-
-    def step(self, x_t: torch.Tensor, state):
-        raise _no_streaming(self)
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False) -> torch.Tensor:
         """Mix a whole sequence in both directions.

@@ -99,6 +99,8 @@ def test_bidirectional_layers_refuse_streaming(layer):
         layer(torch.randn(1, 3, 8), return_state=True)
     with pytest.raises(ConfigError, match="bidirectional"):
         layer.init_state(1)
+    with pytest.raises(ConfigError, match="bidirectional"):
+        layer.step(torch.randn(1, 8), None)
 
 
 def test_mixer_model_keys_are_mamba_ssm():

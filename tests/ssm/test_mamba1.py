@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scan_grads import scan_grads
 
 from mambajepa.errors import ShapeError
 from mambajepa.ssm import Mamba1
@@ -23,15 +24,6 @@ def _scan_inputs(batch, length, channels, n_state, with_init, seed):
     return [u, delta, A, B, C, h0]
 
 
-def _grads(fn, inputs, seed):
-    leaves = [t.clone().requires_grad_(True) if t is not None else None for t in inputs]
-    y, h = fn(*leaves)
-    g = torch.Generator().manual_seed(seed + 1)
-    loss = (y * torch.randn(y.shape, generator=g)).sum() + (h * torch.randn(h.shape, generator=g)).sum()
-    loss.backward()
-    return y, h, [t.grad for t in leaves if t is not None]
-
-
 @settings(max_examples=20)
 @given(
     batch=st.integers(1, 2),
@@ -42,10 +34,12 @@ def _grads(fn, inputs, seed):
     with_init=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_chunked_scan_matches_ref_values_and_grads(batch, length, channels, n_state, chunk, with_init, seed):
+def test_chunked_scan_matches_ref_values_andscan_grads(
+    batch, length, channels, n_state, chunk, with_init, seed
+):
     inputs = _scan_inputs(batch, length, channels, n_state, with_init, seed)
-    y_r, h_r, g_r = _grads(selective_scan_ref, inputs, seed)
-    y_c, h_c, g_c = _grads(lambda *a: selective_scan_chunked(*a, chunk_size=chunk), inputs, seed)
+    y_r, h_r, g_r = scan_grads(selective_scan_ref, inputs, seed)
+    y_c, h_c, g_c = scan_grads(lambda *a: selective_scan_chunked(*a, chunk_size=chunk), inputs, seed)
     torch.testing.assert_close(y_c, y_r, **TOL)
     torch.testing.assert_close(h_c, h_r, **TOL)
     for a, b in zip(g_c, g_r):

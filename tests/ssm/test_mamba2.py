@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scan_grads import scan_grads
 
 from mambajepa.errors import ConfigError
 from mambajepa.ssm import Mamba2
@@ -24,15 +25,6 @@ def _ssd_inputs(batch, length, groups, hg, headdim, n_state, with_init, seed):
     return [x, dt, A, B, C, h0]
 
 
-def _grads(fn, inputs, seed):
-    leaves = [t.clone().requires_grad_(True) if t is not None else None for t in inputs]
-    y, h = fn(*leaves)
-    g = torch.Generator().manual_seed(seed + 1)
-    loss = (y * torch.randn(y.shape, generator=g)).sum() + (h * torch.randn(h.shape, generator=g)).sum()
-    loss.backward()
-    return y, h, [t.grad for t in leaves if t is not None]
-
-
 @settings(max_examples=20)
 @given(
     batch=st.integers(1, 2),
@@ -45,12 +37,12 @@ def _grads(fn, inputs, seed):
     with_init=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_chunked_ssd_matches_ref_values_and_grads(
+def test_chunked_ssd_matches_ref_values_andscan_grads(
     batch, length, groups, hg, headdim, n_state, chunk, with_init, seed
 ):
     inputs = _ssd_inputs(batch, length, groups, hg, headdim, n_state, with_init, seed)
-    y_r, h_r, g_r = _grads(ssd_ref, inputs, seed)
-    y_c, h_c, g_c = _grads(lambda *a: ssd_chunked(*a, chunk_size=chunk), inputs, seed)
+    y_r, h_r, g_r = scan_grads(ssd_ref, inputs, seed)
+    y_c, h_c, g_c = scan_grads(lambda *a: ssd_chunked(*a, chunk_size=chunk), inputs, seed)
     torch.testing.assert_close(y_c, y_r, **TOL)
     torch.testing.assert_close(h_c, h_r, **TOL)
     for a, b in zip(g_c, g_r):
@@ -169,7 +161,7 @@ def test_inconsistent_sizes_raise_config_error():
 
 
 @pytest.mark.parametrize("group_size", [8, 24])
-def test_gated_rms_norm_matches_module_values_and_grads(group_size):
+def test_gated_rms_norm_matches_module_values_andscan_grads(group_size):
     from mambajepa.ssm.mamba2 import gated_rms_norm
     from mambajepa.ssm.norm import RMSNormGated
 
