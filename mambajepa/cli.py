@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from mambajepa.errors import MambaJepaError, TrainingDiverged
+from mambajepa.core.errors import MambaJepaError, TrainingDiverged
 
 __all__ = ["main", "build_parser"]
 

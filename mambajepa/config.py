@@ -11,7 +11,7 @@ Overrides are ``--a.b=value`` or ``--a.b value``; values are parsed as YAML scal
 map short flags of the design inputs to dotted paths in ``ALIASES`` (``--obs_frac 0.05``).
 
 Every dataclass may define ``validate(self) -> None`` for cross-field checks; it raises
-:class:`~mambajepa.errors.ConfigError` and the loader prefixes the section's path.
+:class:`~mambajepa.core.errors.ConfigError` and the loader prefixes the section's path.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 
 __all__ = [
     "TrainConfig",

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from mambajepa.config import load_config, resolve_recipe
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.train.trainer import run_training
 
 __all__ = ["DEMO_RECIPE", "run_demo", "summarize"]

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from mambajepa.errors import ConfigError
+import torch
+
+from mambajepa.core.errors import CheckpointError, ConfigError
+from mambajepa.core.pretrained import architectures, build_pretrained, read_config
 
 _MODELS: dict[str, Callable[..., Any]] = {}
 _METHODS: dict[str, type] = {}
@@ -90,3 +94,26 @@ def get_method(name: str) -> type:
 def list_methods() -> list[str]:
     load_all()
     return sorted(_METHODS)
+
+
+def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
+    """Rebuild whatever model ``save_pretrained`` wrote into ``directory``, whatever its class.
+
+    Args:
+        directory: a pretrained folder (``config.json`` naming the architecture + ``model.safetensors``).
+        device: where to place the model.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        CheckpointError: for missing files, an unknown architecture or mismatched weights.
+    """
+    fields, arch = read_config(directory)
+    load_all()
+    known = architectures()
+    if arch not in known:
+        raise CheckpointError(
+            f"{directory} holds unknown architecture {arch!r} (known: {', '.join(sorted(known))})"
+        )
+    return build_pretrained(known[arch], directory, fields, device)

@@ -10,8 +10,8 @@ import pytest
 
 from mambajepa import bench, cli
 from mambajepa.cli import main
+from mambajepa.core.errors import ConfigError
 from mambajepa.demo import run_demo
-from mambajepa.errors import ConfigError
 from mambajepa.train.checkpoint import list_checkpoints, load_checkpoint_weights
 
 COMMANDS = ["train", "eval", "export", "bench", "info", "demo", "data"]

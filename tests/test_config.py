@@ -18,7 +18,7 @@ from mambajepa.config import (
     resolve_recipe,
     save_config,
 )
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.methods.regression import RegressionConfig
 
 TINY = {"method": "mlp_regression", "train": {"max_steps": 5, "batch_size": 8}}

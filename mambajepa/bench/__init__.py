@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 import sys
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 
 __all__ = ["list_benches", "run_bench"]
 

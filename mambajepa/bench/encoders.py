@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from mambajepa.core.mapping import load_mapped
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig
-from mambajepa.io.mapping import load_mapped
 from mambajepa.io.vjepa2 import HF_MAPPING
 
 

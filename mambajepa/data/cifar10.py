@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mambajepa.core.errors import DataError
 from mambajepa.data.skipping import BadItems
-from mambajepa.errors import DataError
 
 URL_BASE = "https://www.cs.toronto.edu/~kriz/"
 ARCHIVES = {

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mambajepa.core.errors import ConfigError
 from mambajepa.data.cifar10 import write_cifar10
 from mambajepa.data.shapes_render import CLASS10_NAMES, ShapesConfig
 from mambajepa.data.shapes_text import caption, question_answer
 from mambajepa.data.synthetic import ShapesCaptions, ShapesImages, ShapesVQA
-from mambajepa.errors import ConfigError
 
 FORMATS = ("cifar-binary", "cifar-python", "jsonl", "coco", "webdataset")
 #: file name of an exported COCO/VQA image, from its ``image_id`` (the scene's global index)

@@ -27,10 +27,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from mambajepa.core.errors import DataError
+from mambajepa.core.files import read_json
 from mambajepa.data.skipping import BadItems
 from mambajepa.data.transforms import load_image, to_tensor
-from mambajepa.errors import DataError
-from mambajepa.io.safetensors_io import read_json
 
 IMAGE_KEYS = ("image", "image_path", "file_name", "filepath", "path")
 CAPTION_KEYS = ("caption", "text", "title")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "magenta", "white")

@@ -3,7 +3,7 @@
 Every loader owns one :class:`BadItems` counter. With ``strict=False`` (the default) a bad item
 (unreadable image, truncated tar member, missing caption field, ...) is counted, a warning names
 the file and the reason, and the loader moves on. With ``strict=True`` the same event raises
-:class:`~mambajepa.errors.DataError` with the same message.
+:class:`~mambajepa.core.errors.DataError` with the same message.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from mambajepa.errors import DataError
+from mambajepa.core.errors import DataError
 
 
 class BadItemWarning(UserWarning):

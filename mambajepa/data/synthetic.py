@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mambajepa.core.errors import ConfigError
 from mambajepa.data.shapes_render import (
     Scene,
     ShapesConfig,
@@ -28,7 +29,6 @@ from mambajepa.data.shapes_render import (
     scene_rng,
 )
 from mambajepa.data.shapes_text import ANSWERS, QUESTION_TYPES, caption, question_answer
-from mambajepa.errors import ConfigError
 
 #: first global scene index of each split; splits are disjoint ranges of this many indices
 SPLIT_START = {"train": 0, "val": 100_000_000, "test": 200_000_000}

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from mambajepa.core.errors import ConfigError, DataError
 from mambajepa.data.shapes_render import ShapesConfig
 from mambajepa.data.skipping import BadItems
 from mambajepa.data.synthetic import ShapesCaptions, ShapesVQA
 from mambajepa.data.tokenizers import TextTokenizer
-from mambajepa.errors import ConfigError, DataError
 
 
 def read_documents(paths: Sequence[str | Path], bad_items: BadItems | None = None) -> Iterator[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mambajepa.errors import ConfigError, DataError
+from mambajepa.core.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 

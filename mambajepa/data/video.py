@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mambajepa.core.errors import ConfigError, DataError
 from mambajepa.data.skipping import BadItems
 from mambajepa.data.transforms import center_crop, resize
-from mambajepa.errors import ConfigError, DataError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 

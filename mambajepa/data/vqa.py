@@ -16,10 +16,10 @@ import torch
 from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from mambajepa.core.errors import DataError
+from mambajepa.core.files import read_json
 from mambajepa.data.skipping import BadItems
 from mambajepa.data.transforms import load_image
-from mambajepa.errors import DataError
-from mambajepa.io.safetensors_io import read_json
 
 COCO_TEMPLATE = "COCO_{data_subtype}_{image_id:012d}.jpg"
 

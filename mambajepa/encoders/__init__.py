@@ -3,7 +3,7 @@ decoder, and the neural-field set encoder."""
 
 from mambajepa.encoders.field import NeuralFieldConfig, NeuralFieldEncoder
 from mambajepa.encoders.text import TextDecoder, TextDecoderConfig, TextEncoder, TextEncoderConfig
-from mambajepa.encoders.videomamba import VideoMamba, VideoMambaConfig, build_videomamba
+from mambajepa.encoders.videomamba import VideoMamba, VideoMambaConfig, videomamba_config
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig, vit_preset
 
 __all__ = [
@@ -17,6 +17,6 @@ __all__ = [
     "VideoMamba",
     "VideoMambaConfig",
     "VisionTransformer",
-    "build_videomamba",
+    "videomamba_config",
     "vit_preset",
 ]

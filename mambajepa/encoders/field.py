@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.io.pretrained import PretrainedMixin
+from mambajepa.core.errors import ConfigError, ShapeError
+from mambajepa.core.pretrained import PretrainedMixin
 from mambajepa.nn.block import TransformerBlock
 from mambajepa.ssm.mamba1 import Mamba1
 

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.io.pretrained import PretrainedMixin
+from mambajepa.core.errors import ConfigError, ShapeError
+from mambajepa.core.pretrained import PretrainedMixin
 from mambajepa.ssm.lm import MambaLMConfig, MambaLMHeadModel
 from mambajepa.ssm.mixer_model import MixerModel
 

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mambajepa.errors import ConfigError
-from mambajepa.io.pretrained import PretrainedMixin
+from mambajepa.core.errors import ConfigError
+from mambajepa.core.pretrained import PretrainedMixin
 from mambajepa.nn.patch_embed import PatchEmbed3D
 from mambajepa.nn.positions import grid_coords, grid_ids
 from mambajepa.registry import register_model
@@ -84,7 +84,7 @@ class VideoMambaConfig:
     clip_output_dim: int = 512  # CLIP-distillation head output width (head not part of the encoder)
     clip_return_layer: int = 1  # layers distilled by that head (not used by the encoder)
     clip_student_return_interval: int = 1  # spacing of those layers (not used by the encoder)
-    pretrained: str | None = None  # public VideoMamba checkpoint loaded by build_videomamba
+    pretrained: str | None = None  # public VideoMamba checkpoint loaded by mambajepa.io.build_videomamba
     ckpt_num_frame: int | None = None  # informational: loading resizes tables from their own length
 
     def __post_init__(self) -> None:
@@ -512,28 +512,6 @@ def videomamba_config(config: Any) -> VideoMambaConfig:
     if data.get("ssm_cfg") is not None:
         data["ssm_cfg"] = dict(data["ssm_cfg"])
     return VideoMambaConfig(**data)
-
-
-def build_videomamba(config: Any, device: str | torch.device = "cpu") -> VideoMamba:
-    """Build a VideoMamba from a configuration, loading ``pretrained`` weights if it names a file.
-
-    Args:
-        config: see :func:`videomamba_config` (e.g. ``SimpleNamespace(vision_encoder=...)``).
-        device: where to place the model.
-
-    Returns:
-        The model (in eval mode when weights were loaded, else in training mode).
-
-    Raises:
-        ConfigError: for bad configuration fields.
-        CheckpointError: if the pretrained weights do not match (every key listed).
-    """
-    cfg = videomamba_config(config)
-    if cfg.pretrained is None:
-        return VideoMamba(cfg).to(device)
-    from mambajepa.io.videomamba import load_videomamba
-
-    return load_videomamba(cfg.pretrained, config=cfg, device=device)
 
 
 # ViT field names accepted by the presets, so recipes can switch backbones without renaming

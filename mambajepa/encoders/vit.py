@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.io.pretrained import PretrainedMixin
+from mambajepa.core.errors import ConfigError, ShapeError
+from mambajepa.core.pretrained import PretrainedMixin
 from mambajepa.nn.block import TransformerBlock, init_transformer_weights
 from mambajepa.nn.patch_embed import PatchEmbed3D
 from mambajepa.nn.positions import grid_coords, grid_ids, sincos_embedding

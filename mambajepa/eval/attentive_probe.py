@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 
 __all__ = ["AttentiveProbe", "fit_attentive_probe", "attentive_probe_accuracy"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 
 __all__ = ["feature_std", "effective_rank", "is_collapsed"]
 

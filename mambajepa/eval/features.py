@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from mambajepa.errors import DataError
+from mambajepa.core.errors import DataError
 from mambajepa.masks.collate import split_sample
 
 __all__ = ["FeatureSet", "extract_features", "item_labels"]

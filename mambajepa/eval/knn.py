@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 
 __all__ = ["knn_predict", "knn_accuracy"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 
 __all__ = ["LinearProbe", "fit_linear_probe", "linear_probe_accuracy", "accuracy"]
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from mambajepa.config import config_from_dict
-from mambajepa.errors import CheckpointError, ConfigError
+from mambajepa.core.errors import CheckpointError, ConfigError
 from mambajepa.eval.attentive_probe import attentive_probe_accuracy
 from mambajepa.eval.collapse import effective_rank, feature_std, is_collapsed
 from mambajepa.eval.features import FeatureSet, extract_features

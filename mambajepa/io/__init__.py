@@ -1,13 +1,17 @@
-"""Weights in and out: safetensors helpers, ``save_pretrained``/``from_pretrained``, the foreign
-checkpoint mapping, V-JEPA 2 loading and export (safetensors or the C++ layout)."""
+"""Foreign checkpoints and export: V-JEPA 2 and VideoMamba loading (through the mapping machinery
+of :mod:`mambajepa.core.mapping`) and export as safetensors or in the C++ layout."""
 
+from mambajepa.core.files import load_state_dict, save_state_dict
+from mambajepa.core.mapping import CheckpointMapping, Merge, MismatchReport, load_mapped, map_state_dict
+from mambajepa.core.pretrained import PretrainedMixin
 from mambajepa.io.export import export_cpp, export_safetensors, read_cpp
-from mambajepa.io.mapping import CheckpointMapping, Merge, MismatchReport, load_mapped, map_state_dict
-from mambajepa.io.pretrained import PretrainedMixin, load_pretrained
-from mambajepa.io.safetensors_io import load_state_dict, save_state_dict
+from mambajepa.io.videomamba import build_videomamba, load_videomamba
+from mambajepa.io.vjepa2 import load_vjepa2
+from mambajepa.registry import load_pretrained
 
 __all__ = [
     "CheckpointMapping",
+    "build_videomamba",
     "Merge",
     "MismatchReport",
     "PretrainedMixin",
@@ -22,16 +26,3 @@ __all__ = [
     "read_cpp",
     "save_state_dict",
 ]
-
-
-def __getattr__(name: str):
-    # These loaders import encoders, which import this package: load them on first use to avoid a cycle.
-    if name == "load_vjepa2":
-        from mambajepa.io.vjepa2 import load_vjepa2
-
-        return load_vjepa2
-    if name == "load_videomamba":
-        from mambajepa.io.videomamba import load_videomamba
-
-        return load_videomamba
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

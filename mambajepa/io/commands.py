@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from mambajepa.errors import CheckpointError, MambaJepaError
+from mambajepa.core.errors import CheckpointError, MambaJepaError
+from mambajepa.core.files import load_state_dict, read_json
+from mambajepa.core.pretrained import CONFIG_NAME, PretrainedMixin
 from mambajepa.io.export import export_cpp, export_safetensors
-from mambajepa.io.pretrained import CONFIG_NAME, PretrainedMixin, load_pretrained
-from mambajepa.io.safetensors_io import load_state_dict, read_json
 from mambajepa.io.vjepa2 import load_vjepa2
+from mambajepa.registry import load_pretrained
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mambajepa.errors import CheckpointError
-from mambajepa.io.safetensors_io import atomic_write_bytes, atomic_write_json, read_json, save_state_dict
+from mambajepa.core.errors import CheckpointError
+from mambajepa.core.files import atomic_write_bytes, atomic_write_json, read_json, save_state_dict
 
 METADATA_NAME = "metadata.json"
 

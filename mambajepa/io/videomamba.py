@@ -26,10 +26,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mambajepa.core.errors import CheckpointError
+from mambajepa.core.files import load_state_dict, load_torch_file
+from mambajepa.core.mapping import CheckpointMapping, load_mapped, map_state_dict
 from mambajepa.encoders.videomamba import VideoMamba, VideoMambaConfig, videomamba_config
-from mambajepa.errors import CheckpointError
-from mambajepa.io.mapping import CheckpointMapping, load_mapped, map_state_dict
-from mambajepa.io.safetensors_io import load_state_dict, load_torch_file
 
 # Heads of the classification and CLIP-distillation models that are not the encoder.
 _HEADS = (r"^head\.", r"^head_drop\.", r"^clip_decoder\.", r"^clip_(img_)?pos_embed$")
@@ -51,7 +51,7 @@ def videomamba_mapping(prefix: str | None = None) -> CheckpointMapping:
             are read (the rest belongs to other modules and is set aside), and it is stripped.
 
     Returns:
-        A :class:`~mambajepa.io.mapping.CheckpointMapping`.
+        A :class:`~mambajepa.core.mapping.CheckpointMapping`.
     """
     if not prefix:
         return VIDEOMAMBA_MAPPING
@@ -216,3 +216,23 @@ def load_videomamba(
     model = VideoMamba(cfg)
     load_mapped(model, resize_position_tables(mapped, cfg), CheckpointMapping(strip_prefixes=()), source=name)
     return model.to(device).eval()
+
+
+def build_videomamba(config: Any, device: str | torch.device = "cpu") -> VideoMamba:
+    """Build a VideoMamba from a configuration, loading ``pretrained`` weights if it names a file.
+
+    Args:
+        config: see :func:`videomamba_config` (e.g. ``SimpleNamespace(vision_encoder=...)``).
+        device: where to place the model.
+
+    Returns:
+        The model (in eval mode when weights were loaded, else in training mode).
+
+    Raises:
+        ConfigError: for bad configuration fields.
+        CheckpointError: if the pretrained weights do not match (every key listed).
+    """
+    cfg = videomamba_config(config)
+    if cfg.pretrained is None:
+        return VideoMamba(cfg).to(device)
+    return load_videomamba(cfg.pretrained, config=cfg, device=device)

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
+from mambajepa.core.errors import CheckpointError, ConfigError
+from mambajepa.core.files import load_sharded_state_dict, load_torch_file, read_json
+from mambajepa.core.mapping import CheckpointMapping, Merge, load_mapped, map_state_dict
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig
-from mambajepa.errors import CheckpointError, ConfigError
-from mambajepa.io.mapping import CheckpointMapping, Merge, load_mapped, map_state_dict
-from mambajepa.io.safetensors_io import load_sharded_state_dict, load_torch_file, read_json
 
 OFFICIAL_MAPPING = CheckpointMapping(strip_prefixes=("module.", "_orig_mod.", "backbone."))
 

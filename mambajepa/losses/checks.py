@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 
 
 def check_pair(name: str, a: torch.Tensor, b: torch.Tensor, min_dims: int = 1) -> None:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.losses.checks import check_pair
 
 EnergyKind = Literal["l2", "l1", "smooth_l1", "cosine"]

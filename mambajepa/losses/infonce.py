@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.losses.checks import check_pair
 
 

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.masks.spec import MaskSpec
 
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.masks.base import MaskStrategy, check_grid, complement, rectangle
 from mambajepa.masks.spec import MaskSpec
 

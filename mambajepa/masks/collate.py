@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.masks.base import MaskStrategy
 from mambajepa.masks.spec import IndexOutOfBounds, MaskError, MaskSpec
 

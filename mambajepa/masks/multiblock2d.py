@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.masks.base import MaskStrategy, block_hw, check_grid, check_range, randint, rectangle
 from mambajepa.masks.spec import MaskError, MaskSpec
 

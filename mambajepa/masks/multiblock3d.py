@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.masks.base import MaskStrategy, block_hw, check_grid, check_range, complement, randint, uniform
 from mambajepa.masks.spec import MaskError, MaskSpec
 

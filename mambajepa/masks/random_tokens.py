@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.masks.base import MaskStrategy, complement
 from mambajepa.masks.spec import MaskSpec
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mambajepa.errors import MambaJepaError
+from mambajepa.core.errors import MambaJepaError
 
 IndexLike = torch.Tensor | Sequence[int]
 

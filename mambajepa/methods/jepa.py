@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mambajepa.config import RunConfig
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.data.shapes_render import ShapesConfig
 from mambajepa.data.synthetic import ShapesImages, ShapesVideos
-from mambajepa.errors import ConfigError, ShapeError
 from mambajepa.losses import barlow_twins_loss, energy, vicreg_loss
 from mambajepa.masks import (
     BatchMasks,
@@ -57,9 +57,9 @@ from mambajepa.masks import (
     vjepa_mask_generators,
 )
 from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput
+from mambajepa.nn.ema import EMA
 from mambajepa.predictors import PredictorConfig, build_predictor
 from mambajepa.registry import create_model, register_method
-from mambajepa.train.ema import EMA
 
 __all__ = [
     "JEPA",

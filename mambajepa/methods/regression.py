@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mambajepa.config import RunConfig
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput
 from mambajepa.registry import register_method
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 
 
 def check_keep_indices(keep: torch.Tensor, batch: int, n: int) -> None:

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.nn.positions import grid_coords, sincos_embedding
 
 __all__ = ["PredictorConfig", "MaskTokenPredictor"]

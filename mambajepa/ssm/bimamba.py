@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.ssm.dispatch import resolve_impl
 from mambajepa.ssm.mamba1 import Mamba1
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mambajepa.errors import CheckpointError, ConfigError
+from mambajepa.core.errors import CheckpointError, ConfigError
 from mambajepa.ssm.mixer_model import MixerModel, MixerState
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.ssm.conv import causal_conv1d, causal_conv1d_step
 from mambajepa.ssm.dispatch import resolve_impl
 from mambajepa.ssm.mamba1 import inverse_softplus_dt, no_weight_decay

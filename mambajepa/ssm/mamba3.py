@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.ssm.dispatch import resolve_impl
 from mambajepa.ssm.mamba3_scan import ScanState, mamba3_scan_chunked, mamba3_scan_ref
 from mambajepa.ssm.norm import RMSNorm, RMSNormGated

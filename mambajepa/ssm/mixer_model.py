@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.ssm.bimamba import Bidirectional, BiMamba
 from mambajepa.ssm.block import Block, GatedMLP
 from mambajepa.ssm.mamba1 import Mamba1

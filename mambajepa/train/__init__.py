@@ -1,5 +1,6 @@
 """Training engine: the method-agnostic :class:`Trainer`, optimizer groups, schedules, checkpoints."""
 
+from mambajepa.core.schedules import ema_momentum, lr_at, weight_decay_at
 from mambajepa.train.checkpoint import (
     best_checkpoint,
     latest_valid_checkpoint,
@@ -7,7 +8,6 @@ from mambajepa.train.checkpoint import (
     resolve_checkpoint,
 )
 from mambajepa.train.optim import build_optimizer, split_param_groups
-from mambajepa.train.schedules import ema_momentum, lr_at, weight_decay_at
 from mambajepa.train.trainer import Trainer, run_training, seed_everything
 
 __all__ = [

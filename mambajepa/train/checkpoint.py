@@ -33,8 +33,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mambajepa.errors import CheckpointError
-from mambajepa.io.safetensors_io import read_json
+from mambajepa.core.errors import CheckpointError
+from mambajepa.core.files import read_json
 
 __all__ = [
     "CHECKPOINT_FILES",

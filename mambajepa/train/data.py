@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from mambajepa.errors import ConfigError, DataError
+from mambajepa.core.errors import ConfigError, DataError
 
 __all__ = [
     "mix_seed",

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 
 __all__ = ["MetricsLogger", "read_metrics", "truncate_metrics", "plot_curves"]
 

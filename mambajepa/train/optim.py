@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.methods.base import ParamGroupSpec
 
 __all__ = ["OptimGroup", "split_param_groups", "build_optimizer", "set_group_hparams"]

@@ -30,7 +30,8 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from mambajepa.config import RunConfig, config_hash, config_to_dict, save_config, validate_config
-from mambajepa.errors import CheckpointError, ConfigError, TrainingDiverged
+from mambajepa.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from mambajepa.core.schedules import lr_at, weight_decay_at
 from mambajepa.methods.base import Method, TrainOutput
 from mambajepa.train import checkpoint as ckpt_io
 from mambajepa.train.data import build_eval_loader, build_train_loader, mix_seed
@@ -45,7 +46,6 @@ from mambajepa.train.distributed import (
 )
 from mambajepa.train.logging import MetricsLogger, plot_curves, truncate_metrics
 from mambajepa.train.optim import build_optimizer, set_group_hparams, split_param_groups
-from mambajepa.train.schedules import lr_at, weight_decay_at
 
 __all__ = ["Trainer", "seed_everything", "move_to_device", "resolve_device", "run_training"]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from mambajepa.core.errors import DataError
 from mambajepa.data import CIFAR10, BadItemWarning, download_cifar10, restricted_loads
 from mambajepa.data.cifar10 import CLASSES, md5sum
-from mambajepa.errors import DataError
 
 PER_BATCH = 3
 

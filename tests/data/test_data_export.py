@@ -9,6 +9,7 @@ import tarfile
 import pytest
 import torch
 
+from mambajepa.core.errors import ConfigError, DataError
 from mambajepa.data import (
     CIFAR10,
     CLASS10_NAMES,
@@ -24,7 +25,6 @@ from mambajepa.data import (
     load_tokenizer,
 )
 from mambajepa.data.export import COCO_IMAGE_TEMPLATE
-from mambajepa.errors import ConfigError, DataError
 
 
 def _run(*argv):

@@ -9,8 +9,8 @@ import torch
 from data_test_files import known_image, png_bytes, write_tar
 from torch.utils.data import DataLoader
 
+from mambajepa.core.errors import DataError
 from mambajepa.data import BadItemWarning, COCOCaptions, ImageTextManifest, WebDatasetShards, expand_shards
-from mambajepa.errors import DataError
 
 
 def _as_tensor(array):

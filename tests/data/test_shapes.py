@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mambajepa.core.errors import ConfigError
 from mambajepa.data import (
     ANSWERS,
     ATTRIBUTES,
@@ -24,7 +25,6 @@ from mambajepa.data import (
 )
 from mambajepa.data.shapes_render import BACKGROUND_RGB, COLOUR_RGB, SHAPES, Scene, ShapeObject
 from mambajepa.data.shapes_text import COUNT_WORDS
-from mambajepa.errors import ConfigError
 
 
 def test_same_seed_and_index_give_the_same_item_in_any_order():

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from mambajepa.core.errors import DataError
 from mambajepa.data import BadItems, BadItemWarning, ByteTokenizer
 from mambajepa.data.text import TokenBlocks, read_documents, shapesworld_documents
-from mambajepa.errors import DataError
 
 
 def test_blocks_cover_the_stream_and_targets_shift_by_one(tmp_path):

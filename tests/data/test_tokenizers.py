@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from mambajepa.core.errors import ConfigError, DataError
 from mambajepa.data import ByteTokenizer, HFTokenizer, ShapesCaptions, load_tokenizer
-from mambajepa.errors import ConfigError, DataError
 
 TEXTS = ["a tiny crimson disc in the top-left", "héllo ☃ wörld", ""]
 

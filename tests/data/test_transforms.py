@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.data import (
     CenterCrop,
     Compose,
@@ -16,7 +17,6 @@ from mambajepa.data import (
     to_tensor,
 )
 from mambajepa.data.transforms import center_crop, resize
-from mambajepa.errors import ConfigError, ShapeError
 
 
 def _clip():

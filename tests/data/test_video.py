@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from mambajepa.core.errors import DataError
 from mambajepa.data import BadItemWarning, ShapesVideos, VideoClips, read_video, write_video
 from mambajepa.data.video import count_frames
-from mambajepa.errors import DataError
 
 av = pytest.importorskip("av")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from data_test_files import known_image, png_bytes
 
+from mambajepa.core.errors import DataError
 from mambajepa.data import BadItemWarning, VQADataset, vqa_accuracy
-from mambajepa.errors import DataError
 
 
 def _write(tmp_path, with_orphan=False):

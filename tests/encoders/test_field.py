@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.encoders.field import NeuralFieldConfig, NeuralFieldEncoder, fourier_features
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.io.pretrained import load_pretrained
+from mambajepa.registry import load_pretrained
 
 SMALL = dict(d_model=32, depth=2, num_heads=4)
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.encoders.text import TextDecoder, TextDecoderConfig, TextEncoder, TextEncoderConfig
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.io.pretrained import load_pretrained
+from mambajepa.registry import load_pretrained
 from mambajepa.ssm.mamba3 import Mamba3
 
 SMALL = dict(

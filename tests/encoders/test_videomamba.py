@@ -5,15 +5,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.encoders.videomamba import (
     VideoMamba,
     VideoMambaConfig,
-    build_videomamba,
     videomamba_preset,
 )
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.io.pretrained import load_pretrained
-from mambajepa.registry import create_model
+from mambajepa.io.videomamba import build_videomamba
+from mambajepa.registry import create_model, load_pretrained
 
 SMALL = dict(img_size=8, patch_size=4, depth=2, embed_dim=16, num_frames=4, ssm_cfg={"d_state": 4})
 

@@ -12,9 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mambajepa.encoders.videomamba import build_videomamba
-from mambajepa.errors import CheckpointError
-from mambajepa.io.videomamba import load_videomamba
+from mambajepa.core.errors import CheckpointError
+from mambajepa.io.videomamba import build_videomamba, load_videomamba
 
 D, DEPTH, PATCH, SIDE, FRAMES, N_STATE, CONV = 16, 2, 4, 8, 4, 4, 4
 E, R = 2 * D, 1  # expand 2; dt_rank = ceil(16 / 16)

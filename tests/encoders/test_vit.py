@@ -6,10 +6,9 @@ import math
 import pytest
 import torch
 
+from mambajepa.core.errors import CheckpointError, ConfigError, ShapeError
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig, vit_preset
-from mambajepa.errors import CheckpointError, ConfigError, ShapeError
-from mambajepa.io.pretrained import load_pretrained
-from mambajepa.registry import create_model
+from mambajepa.registry import create_model, load_pretrained
 
 TINY = dict(img_size=16, num_frames=4, patch_size=4, tubelet_size=2, embed_dim=48, depth=2, num_heads=4)
 

@@ -9,7 +9,7 @@ import torch
 
 from mambajepa.cli import main
 from mambajepa.config import load_config, resolve_recipe
-from mambajepa.errors import CheckpointError
+from mambajepa.core.errors import CheckpointError
 from mambajepa.eval.probe import IMAGE_TASKS, load_run, probe_run
 from mambajepa.methods.jepa import JEPA
 from mambajepa.train.trainer import run_training, seed_everything

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.eval.attentive_probe import attentive_probe_accuracy
 from mambajepa.eval.collapse import effective_rank, feature_std, is_collapsed
 from mambajepa.eval.knn import knn_accuracy, knn_predict

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from mambajepa.core.errors import CheckpointError
+from mambajepa.core.files import load_sharded_state_dict, load_state_dict, save_state_dict
 from mambajepa.encoders.vit import VisionTransformer, ViTConfig
-from mambajepa.errors import CheckpointError
 from mambajepa.io import commands
 from mambajepa.io.export import export_cpp, read_cpp
-from mambajepa.io.safetensors_io import load_sharded_state_dict, load_state_dict, save_state_dict
 
 
 def small_vit():

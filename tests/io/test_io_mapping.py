@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mambajepa.errors import CheckpointError
-from mambajepa.io.mapping import CheckpointMapping, Merge, compare_state_dict, load_mapped, map_state_dict
+from mambajepa.core.errors import CheckpointError
+from mambajepa.core.mapping import CheckpointMapping, Merge, compare_state_dict, load_mapped, map_state_dict
 
 
 class Tiny(nn.Module):

@@ -5,7 +5,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from mambajepa.errors import CheckpointError, ConfigError  # noqa: E402
+from mambajepa.core.errors import CheckpointError, ConfigError  # noqa: E402
 from mambajepa.io.vjepa2 import load_vjepa2  # noqa: E402
 
 

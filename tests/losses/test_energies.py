@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.losses import Energy, cosine_energy, energy, l1_energy, l2_energy, smooth_l1_energy
 
 PRED = torch.tensor([[1.0, 2.0], [3.0, 4.0]])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.losses import InfoNCE, info_nce
 
 

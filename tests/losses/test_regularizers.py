@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.losses import BarlowTwinsLoss, VICRegLoss, barlow_twins_loss, vicreg_loss, vicreg_terms
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.masks import (
     IndexOutOfBounds,
     MaskCollator,

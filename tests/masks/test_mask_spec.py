@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mambajepa.errors import MambaJepaError
+from mambajepa.core.errors import MambaJepaError
 from mambajepa.masks import (
     DuplicateIndex,
     EmptyContext,

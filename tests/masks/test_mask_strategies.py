@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.masks import (
     BlockGrid,
     MaskError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.predictors import PredictorConfig, build_predictor
 
 GRID = (1, 4, 4)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.nn import Attention, RotaryEmbedding, TransformerBlock, attention_reference
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.nn import DropPath, Mlp, PatchEmbed3D, grid_coords, grid_ids, sincos_embedding
 
 

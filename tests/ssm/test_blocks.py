@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.ssm import Bidirectional, BiMamba, Block, Mamba1, Mamba2, MixerModel, RMSNorm, make_mixer_cls
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scan_grads import scan_grads
 
-from mambajepa.errors import ShapeError
+from mambajepa.core.errors import ShapeError
 from mambajepa.ssm import Mamba1
 from mambajepa.ssm.selective_scan import selective_scan_chunked, selective_scan_ref
 

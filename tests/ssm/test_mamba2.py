@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scan_grads import scan_grads
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.ssm import Mamba2
 from mambajepa.ssm.ssd import ssd_chunked, ssd_ref
 

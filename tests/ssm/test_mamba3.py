@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mambajepa.errors import ConfigError, ShapeError
+from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.ssm.mamba3 import Mamba3, Mamba3State, heavy_tail
 
 D_MODEL = 8  # d_inner 16, headdim 4 -> 4 heads

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from mambajepa.errors import ConfigError, DataError
+from mambajepa.core.errors import ConfigError, DataError
 from mambajepa.train.data import ResumableBatchSampler, build_eval_loader, build_train_loader
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError, ShapeError
-from mambajepa.train.ema import EMA, ema_copy, ema_momentum, ema_update_
+from mambajepa.core.errors import ConfigError, ShapeError
+from mambajepa.nn.ema import EMA, ema_copy, ema_momentum, ema_update_
 
 
 def small_net(seed=0):

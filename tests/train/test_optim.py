@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 from mambajepa.methods.base import ParamGroupSpec
 from mambajepa.ssm.norm import RMSNorm
 from mambajepa.train.optim import build_optimizer, set_group_hparams, split_param_groups

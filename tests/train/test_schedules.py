@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mambajepa.errors import ConfigError
-from mambajepa.train.schedules import anneal, ema_momentum, lr_at, weight_decay_at
+from mambajepa.core.errors import ConfigError
+from mambajepa.core.schedules import anneal, ema_momentum, lr_at, weight_decay_at
 
 
 def test_warmup_then_cosine_at_known_steps():

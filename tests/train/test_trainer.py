@@ -9,11 +9,11 @@ import torch
 from torch.utils.data import IterableDataset
 
 from mambajepa.config import load_config
-from mambajepa.errors import ConfigError, TrainingDiverged
+from mambajepa.core.errors import ConfigError, TrainingDiverged
+from mambajepa.core.schedules import lr_at
 from mambajepa.methods.base import DataSpec, TrainOutput
 from mambajepa.methods.regression import MLPRegression
 from mambajepa.train import checkpoint as ck
-from mambajepa.train.schedules import lr_at
 from mambajepa.train.trainer import Trainer, seed_everything
 
 

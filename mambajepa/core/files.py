@@ -1,6 +1,6 @@
 """File readers and atomic writers: safetensors state dicts, JSON records, weights-only torch files.
 
-Every failure is a typed error naming the file (:class:`~mambajepa.errors.CheckpointError`, or
+Every failure is a typed error naming the file (:class:`~mambajepa.core.errors.CheckpointError`, or
 the type a caller of :func:`read_json` asks for).
 """
 
@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from mambajepa.errors import CheckpointError
+from mambajepa.core.errors import CheckpointError
 
 
 @contextlib.contextmanager
@@ -67,7 +67,7 @@ def read_json(path: str | os.PathLike, error: type[Exception] = CheckpointError)
 
     Args:
         path: the file.
-        error: the exception type to raise (e.g. :class:`~mambajepa.errors.DataError` for data).
+        error: the exception type to raise (e.g. :class:`~mambajepa.core.errors.DataError` for data).
 
     Returns:
         The parsed value.

@@ -5,7 +5,7 @@ aside on purpose (``ignore``), which wrapper prefixes to strip (``module.`` from
 ``_orig_mod.`` from ``torch.compile``, ``backbone.`` ...), which regular-expression renames to
 apply, and which split projections to concatenate (``query``/``key``/``value`` → ``qkv``).
 :func:`load_mapped` then compares the result with the model and raises a
-:class:`~mambajepa.errors.CheckpointError` listing every missing, unexpected and wrongly-shaped
+:class:`~mambajepa.core.errors.CheckpointError` listing every missing, unexpected and wrongly-shaped
 key; nothing is dropped silently.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mambajepa.errors import CheckpointError
+from mambajepa.core.errors import CheckpointError
 
 
 @dataclass(frozen=True)

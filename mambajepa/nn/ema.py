@@ -14,8 +14,8 @@ import copy
 import torch
 from torch import nn
 
-from mambajepa.errors import ShapeError
-from mambajepa.train.schedules import ema_momentum
+from mambajepa.core.errors import ShapeError
+from mambajepa.core.schedules import ema_momentum
 
 __all__ = ["EMA", "ema_copy", "ema_update_", "ema_momentum"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from mambajepa.errors import ConfigError
+from mambajepa.core.errors import ConfigError
 
 __all__ = ["anneal", "lr_at", "weight_decay_at", "ema_momentum", "KINDS"]
 

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 import mambajepa
-from mambajepa.errors import CheckpointError, ConfigError
-from mambajepa.io.mapping import load_mapped
-from mambajepa.io.safetensors_io import atomic_write_json, load_state_dict, read_json, save_state_dict
+from mambajepa.core.errors import CheckpointError, ConfigError
+from mambajepa.core.files import atomic_write_json, load_state_dict, read_json, save_state_dict
+from mambajepa.core.mapping import load_mapped
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -134,7 +134,7 @@ class PretrainedMixin:
         config, arch = read_config(directory)
         if arch != cls.__name__:
             raise CheckpointError(f"{directory} holds a {arch}, not a {cls.__name__}")
-        return _build(cls, directory, {**config, **overrides}, device)
+        return build_pretrained(cls, directory, {**config, **overrides}, device)
 
 
 def read_config(directory: str | os.PathLike) -> tuple[dict[str, Any], str]:
@@ -157,33 +157,15 @@ def read_config(directory: str | os.PathLike) -> tuple[dict[str, Any], str]:
     return data, arch
 
 
-def _build(cls: type, directory: str | os.PathLike, fields: dict[str, Any], device) -> Any:
+def architectures() -> dict[str, type]:
+    """Every :class:`PretrainedMixin` subclass imported so far, by class name."""
+    return dict(_ARCHITECTURES)
+
+
+def build_pretrained(cls: type, directory: str | os.PathLike, fields: dict[str, Any], device) -> Any:
+    """Build ``cls`` from config ``fields`` and load ``directory``'s weights into it (eval mode)."""
     config = config_from_dict(cls.config_class, fields)
     model = cls(config)
     state = load_state_dict(Path(directory) / WEIGHTS_NAME)
     load_mapped(model, state, source=str(Path(directory) / WEIGHTS_NAME))
     return model.to(device).eval()
-
-
-def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild whatever model :meth:`PretrainedMixin.save_pretrained` wrote into ``directory``.
-
-    Args:
-        directory: a pretrained folder.
-        device: where to place the model.
-
-    Returns:
-        The model in eval mode.
-
-    Raises:
-        CheckpointError: for missing files, an unknown architecture or mismatched weights.
-    """
-    from mambajepa.registry import load_all
-
-    fields, arch = read_config(directory)
-    load_all()
-    if arch not in _ARCHITECTURES:
-        raise CheckpointError(
-            f"{directory} holds unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHITECTURES))})"
-        )
-    return _build(_ARCHITECTURES[arch], directory, fields, device)
