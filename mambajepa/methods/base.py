@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mambajepa.core.errors import ConfigError
+
 
 @dataclass
 class TrainOutput:
@@ -22,11 +24,16 @@ class TrainOutput:
 
     Attributes:
         loss: scalar tensor that the trainer back-propagates.
-        metrics: extra scalars to log (floats or 0-d tensors; detached by the trainer).
+        metrics: extra scalars to log (floats or 0-d tensors; detached by the trainer and averaged
+            over micro-batches and ranks only when a log line is written).
+        tokens: tokens this (micro-)batch trained on (text tokens, patches, pixels: what the
+            method's token budget counts); ``None`` counts nothing. Stages measured in tokens
+            advance by the sum over ranks.
     """
 
     loss: torch.Tensor
     metrics: dict[str, Any] = field(default_factory=dict)
+    tokens: int | torch.Tensor | None = None
 
 
 @dataclass
@@ -69,6 +76,15 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     name: ClassVar[str] = ""
     #: the top-level dataclass config of this method (a subclass of ``mambajepa.config.RunConfig``)
     config_cls: ClassVar[type]
+    #: names of the loss terms a stage may weight (``stages[i].loss_weights``); empty: none
+    loss_terms: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: weights of the loss terms for the current stage (set by :meth:`set_stage`)
+        self.loss_weights: dict[str, float] = {}
+        #: index and name of the current stage
+        self.stage_index, self.stage_name = 0, ""
 
     @classmethod
     @abc.abstractmethod
@@ -89,6 +105,35 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
 
     def after_optimizer_step(self, step: int, max_steps: int) -> None:
         """Hook run after each optimizer update (EMA targets update here)."""
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        """Sub-modules the method itself keeps frozen (a pretrained X-encoder), by attribute path.
+
+        The trainer sets ``requires_grad=False`` on them, keeps them in eval mode, leaves them out of
+        the optimizer and stores their weights once per run instead of in every checkpoint. Recipes
+        freeze more with ``stages[i].freeze``.
+        """
+        return {}
+
+    def set_stage(self, index: int, name: str, loss_weights: dict[str, float]) -> None:
+        """Called by the trainer when stage ``index`` begins (and on resume inside it).
+
+        Args:
+            index: stage index in the recipe.
+            name: stage name.
+            loss_weights: the stage's weights of :attr:`loss_terms` (terms left out keep weight 1).
+
+        Raises:
+            ConfigError: a weight for a term this method does not have.
+        """
+        unknown = sorted(set(loss_weights) - set(self.loss_terms))
+        if unknown:
+            raise ConfigError(
+                f"stage {name!r}: loss_weights {unknown} are not loss terms of method {self.name!r} "
+                f"(terms: {list(self.loss_terms) or 'none'})"
+            )
+        self.stage_index, self.stage_name = index, name
+        self.loss_weights = {term: float(loss_weights.get(term, 1.0)) for term in self.loss_terms}
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Any]) -> dict[str, float]:
