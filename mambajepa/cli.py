@@ -71,7 +71,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
-        help="versions, device, optional kernels, registered models/methods/recipes",
+        help="versions, device, optional kernels, registered models/methods/datasets/evaluations/recipes",
         description="Print the environment and what is registered.",
     )
     p.set_defaults(handler=_cmd_info)
@@ -169,7 +169,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from mambajepa import __version__
     from mambajepa.config import list_recipes
-    from mambajepa.registry import list_methods, list_models
+    from mambajepa.registry import list_datasets, list_evaluations, list_methods, list_models
     from mambajepa.ssm.dispatch import kernel_available
 
     if torch.cuda.is_available():
@@ -186,6 +186,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"causal_conv1d  {yes_no[kernel_available('causal_conv1d')]}",
         f"models         {', '.join(list_models()) or '-'}",
         f"methods        {', '.join(list_methods()) or '-'}",
+        f"datasets       {', '.join(list_datasets()) or '-'}",
+        f"evaluations    {', '.join(list_evaluations()) or '-'}",
         f"recipes        {', '.join(list_recipes()) or '-'}",
     ]
     print("\n".join(lines))

@@ -11,13 +11,15 @@ Overrides are ``--a.b=value`` or ``--a.b value``; values are parsed as YAML scal
 map short flags of the design inputs to dotted paths in ``ALIASES`` (``--obs_frac 0.05``).
 
 Every dataclass may define ``validate(self) -> None`` for cross-field checks; it raises
-:class:`~mambajepa.core.errors.ConfigError` and the loader prefixes the section's path.
+:class:`~mambajepa.core.errors.ConfigError` and the loader prefixes the section's path. A section
+class with a classmethod ``from_mapping(data, path)`` and a method ``to_mapping()`` reads and writes
+its own mapping instead (the sections of :mod:`mambajepa.specs` name a registered model or dataset
+and check its arguments).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
@@ -30,15 +32,19 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from mambajepa.core.errors import ConfigError
+from mambajepa.core.files import atomic_write_text
+from mambajepa.core.names import did_you_mean
 
 __all__ = [
     "TrainConfig",
+    "StageConfig",
     "RunConfig",
     "load_config",
     "save_config",
     "config_to_dict",
     "config_from_dict",
     "config_hash",
+    "coerce_value",
     "parse_overrides",
     "validate_config",
     "recipes_dir",
@@ -51,7 +57,8 @@ __all__ = [
 class TrainConfig:
     """Optimisation, schedule, logging and checkpointing of a run (method-agnostic)."""
 
-    max_steps: int = 1000  # optimizer updates in the whole run
+    max_steps: int = 1000  # optimizer updates of a run without stages (and the base of step fractions)
+    max_tokens: int | None = None  # token budget of the run: stages with `fraction` take a share of it
     batch_size: int = 32  # global batch (all ranks and accumulation micro-steps together)
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
     min_lr: float = 0.0  # final learning rate of the cosine / linear schedules
@@ -79,6 +86,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available
     progress: bool = True  # show a tqdm progress bar (rank 0 only)
     plots: bool = True  # write plots/loss.png and plots/lr.png at the end
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # with several processes: DDP replicas or FSDP2 shards
+    find_unused_parameters: bool = False  # DDP: allow trainable parameters that get no gradient in a step
 
     def validate(self) -> None:
         """Check ranges and coupled fields.
@@ -110,6 +119,54 @@ class TrainConfig:
             )
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ConfigError(f"grad_clip={self.grad_clip} must be >= 0 or null")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"max_tokens={self.max_tokens} must be >= 1 or null")
+
+
+@dataclass
+class StageConfig:
+    """One stage of a run: its length, schedule, loss weights, data and frozen modules.
+
+    Unset (null) fields take the value of the ``train`` section. A stage's length is exactly one
+    of ``steps`` (optimizer updates), ``tokens`` (tokens trained on, as the method counts them) or
+    ``fraction`` (of ``train.max_tokens`` when it is set, else of ``train.max_steps``). Schedules
+    restart in each stage: warm-up and decay run over the stage's own length, in its own unit.
+    """
+
+    name: str = ""  # label in logs, metrics.jsonl and the progress bar (default: stage<i>)
+    steps: int | None = None  # length in optimizer updates
+    tokens: int | None = None  # length in tokens (TrainOutput.tokens, summed over ranks)
+    fraction: float | None = None  # length as a share of train.max_tokens (or of train.max_steps)
+    lr: float | None = None  # peak learning rate
+    min_lr: float | None = None  # final learning rate
+    warmup: int | None = None  # warm-up length, in the stage's unit (updates or tokens)
+    lr_schedule: Literal["cosine", "constant", "linear"] | None = None  # shape after warm-up
+    weight_decay: float | None = None  # weight decay at the stage's start
+    final_weight_decay: float | None = None  # weight decay at the stage's end (null: constant)
+    batch_size: int | None = None  # global batch of this stage
+    grad_accum: int | None = None  # micro-batches per update in this stage
+    loss_weights: dict[str, float] = field(default_factory=dict)  # weights of the method's loss terms
+    data: dict[str, Any] = field(default_factory=dict)  # overrides of the `data` section in this stage
+    freeze: list[str] = field(default_factory=list)  # module paths (e.g. text_encoder) frozen in this stage
+
+    def validate(self) -> None:
+        lengths = [k for k in ("steps", "tokens", "fraction") if getattr(self, k) is not None]
+        if len(lengths) != 1:
+            raise ConfigError(
+                f"steps|tokens|fraction: stage {self.name!r} needs exactly one, got {lengths or 'none'}"
+            )
+        for key in ("steps", "tokens", "batch_size", "grad_accum"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key}={value} must be >= 1 (stage {self.name!r})")
+        if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
+            raise ConfigError(f"fraction={self.fraction} must lie in (0, 1] (stage {self.name!r})")
+        if self.warmup is not None and self.warmup < 0:
+            raise ConfigError(f"warmup={self.warmup} must be >= 0 (stage {self.name!r})")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"lr={self.lr} must be > 0 (stage {self.name!r})")
+        if self.min_lr is not None and self.min_lr < 0:
+            raise ConfigError(f"min_lr={self.min_lr} must be >= 0 (stage {self.name!r})")
 
 
 @dataclass
@@ -122,6 +179,59 @@ class RunConfig:
     method: str = ""  # registered method name (mambajepa.registry.get_method)
     name: str = "run"  # run name; the default run directory is runs/<name>
     train: TrainConfig = field(default_factory=TrainConfig)  # optimisation and bookkeeping
+    stages: list[StageConfig] = field(default_factory=list)  # the run's stages; empty: one stage
+
+    def validate(self) -> None:
+        """Check the stages against the run: unique names and data overrides that the ``data``
+        section accepts.
+
+        Raises:
+            ConfigError: naming the stage and the field.
+        """
+        names = [s.name for s in self.stages if s.name]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"stages: names must be unique, got {names}")
+        data = getattr(self, "data", None)
+        for i, stage in enumerate(self.stages):
+            if stage.data:
+                if not (dataclasses.is_dataclass(data) and not isinstance(data, type)):
+                    raise ConfigError(f"stages[{i}].data: method {self.method!r} has no data section")
+                self.stage_config(i)  # builds (and so checks) the stage's data section
+
+    def stage_config(self, index: int) -> RunConfig:
+        """This config as stage ``index`` sees it: the ``data`` section with the stage's overrides.
+
+        Raises:
+            ConfigError: an override the data section does not accept (closest key named).
+        """
+        stage = self.stages[index] if self.stages else None
+        if stage is None or not stage.data:
+            return self
+        data = self.data  # type: ignore[attr-defined]  # sections are defined by subclasses
+        current = config_to_dict(data)
+        if "name" in stage.data and stage.data["name"] != current.get("name"):
+            current = {}  # another dataset: its arguments start from that dataset's defaults
+        merged = {**current, **stage.data}
+        _ROOT.append(type(data))
+        try:
+            built = _coerce(merged, type(data), f"stages[{index}].data")
+        finally:
+            _ROOT.pop()
+        return dataclasses.replace(self, data=built)
+
+    def planned_steps(self) -> int | None:
+        """Optimizer updates of the whole run when every stage is measured in updates, else None."""
+        if not self.stages:
+            return self.train.max_steps
+        total = 0
+        for stage in self.stages:
+            if stage.steps is not None:
+                total += stage.steps
+            elif stage.fraction is not None and self.train.max_tokens is None:
+                total += max(1, round(stage.fraction * self.train.max_steps))
+            else:
+                return None
+        return total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,6 +254,13 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    from_mapping = getattr(tp, "from_mapping", None) if isinstance(tp, type) else None
+    if from_mapping is not None:  # a section that checks itself (a registered name + its arguments)
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping for section {tp.__name__}, got {value!r}")
+        return from_mapping(value, path)
     if _is_union(origin):
         if value is None and type(None) in args:
             return None
@@ -212,6 +329,23 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"{path}: unsupported annotation {tp!r} in a config class")
 
 
+def coerce_value(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the type annotation ``tp`` as recipe loading does.
+
+    Args:
+        value: a YAML / command-line value.
+        tp: the annotation (``int``, ``tuple[float, float]``, ``Literal["a", "b"]``, a config dataclass, ...).
+        path: the dotted key, for messages.
+
+    Returns:
+        The value converted (lists to tuples, ints to floats, mappings to dataclasses).
+
+    Raises:
+        ConfigError: a value of the wrong type, naming ``path``.
+    """
+    return _coerce(value, tp, path)
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -235,14 +369,7 @@ def _valid_paths(cls: type, prefix: str = "") -> list[str]:
 
 def _unknown_key(path: str, root_cls: type) -> ConfigError:
     valid = _valid_paths(root_cls) + sorted(getattr(root_cls, "ALIASES", {}))
-    close = difflib.get_close_matches(path, valid, n=1, cutoff=0.5)
-    if not close:  # compare leaf names when the section itself is right or misspelt
-        leaf = path.rsplit(".", 1)[-1]
-        by_leaf = {p.rsplit(".", 1)[-1]: p for p in valid}
-        leaf_close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
-        close = [by_leaf[leaf_close[0]]] if leaf_close else []
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"unknown config key {path!r}{hint}")
+    return ConfigError(f"unknown config key {path!r}{did_you_mean(path, valid)}")
 
 
 _ROOT: list[type] = []  # root class of the config being built, for "closest key" hints
@@ -420,6 +547,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of a config (tuples as lists), suitable for YAML and JSON."""
 
     def plain(value: Any) -> Any:
+        if callable(getattr(value, "to_mapping", None)) and not isinstance(value, type):
+            return plain(value.to_mapping())  # the inverse of a section's from_mapping
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
         if isinstance(value, (list, tuple)):
@@ -433,14 +562,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def save_config(cfg: RunConfig, path: str | os.PathLike) -> None:
     """Write the complete resolved config as YAML (reloadable with :func:`load_config`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False, default_flow_style=None)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None))
 
 
 def config_hash(cfg: Any) -> str:
@@ -454,12 +576,26 @@ def config_hash(cfg: Any) -> str:
 
 
 def recipes_dir() -> Path:
-    """The repository's ``configs/`` directory (next to the package)."""
+    """The folder of the YAML recipes.
+
+    An installed package carries the repository's ``configs/`` folder as the package
+    ``mambajepa.configs`` (mapped in ``setup.py``) and finds it through ``importlib.resources``; a
+    source checkout that does not map it (``PYTHONPATH``, an editable install made before the
+    mapping) reads ``configs/`` next to the package.
+    """
+    from importlib import resources
+
+    try:
+        shipped = resources.files("mambajepa.configs")
+    except ModuleNotFoundError:
+        shipped = None
+    if isinstance(shipped, os.PathLike) and Path(shipped).is_dir():
+        return Path(shipped)
     return Path(__file__).resolve().parent.parent / "configs"
 
 
 def list_recipes() -> list[str]:
-    """Names of the YAML recipes in :func:`recipes_dir` (without extension)."""
+    """Names of the YAML recipes in :func:`recipes_dir` (without extension), sorted."""
     root = recipes_dir()
     return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
 
@@ -477,6 +613,5 @@ def resolve_recipe(name_or_path: str | os.PathLike) -> Path:
     candidate = recipes_dir() / f"{stem}.yaml"
     if candidate.is_file():
         return candidate
-    close = difflib.get_close_matches(stem, list_recipes(), n=1)
-    hint = f"; did you mean recipe {close[0]!r}?" if close else ""
+    hint = did_you_mean(stem, list_recipes())
     raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a recipe in {recipes_dir()}{hint}")

@@ -11,5 +11,5 @@ try:
 
     settings.register_profile("ci", deadline=None, derandomize=True, max_examples=25)
     settings.load_profile("ci")
-except ImportError:  # hypothesis is a dev extra; suites without it skip those tests
+except ImportError:  # hypothesis is a dev extra; modules using it skip via pytest.importorskip
     pass

@@ -101,6 +101,8 @@ def test_parse_overrides():
         (TINY, ["--modle.hidden=3"], ["'modle.hidden'", "'model.hidden'"]),
         (TINY, ["--model.hiden=3"], ["'model.hiden'", "'model.hidden'"]),
         ({**TINY, "trian": {}}, [], ["'trian'", "'train'"]),
+        (TINY, ["--train.learning_rate=1"], ["'train.learning_rate'", "did you mean 'train.lr'?"]),
+        (TINY, ["--trian.lr=1"], ["'trian.lr'", "did you mean 'train.lr'?"]),
     ],
 )
 def test_unknown_keys_name_the_closest_valid_key(data, overrides, fragments):

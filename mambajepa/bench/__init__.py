@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 import sys
 
 from mambajepa.core.errors import ConfigError
+from mambajepa.core.names import did_you_mean
 
 __all__ = ["list_benches", "run_bench"]
 
@@ -45,7 +45,6 @@ def run_bench(name: str, argv: list[str] | None = None) -> int:
             print("no benchmarks installed", file=sys.stderr)
         return status
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, known)
         raise ConfigError(f"unknown benchmark {name!r}{hint} (known: {', '.join(known) or 'none'}, or 'all')")
     return int(importlib.import_module(f"{__name__}.{name}").main(argv) or 0)

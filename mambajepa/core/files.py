@@ -1,5 +1,9 @@
 """File readers and atomic writers: safetensors state dicts, JSON records, weights-only torch files.
 
+Every file the package writes outside a checkpoint's temp directory goes through
+:func:`atomic_path` (or the ``atomic_write_*`` helpers on top of it), so no reader ever sees a
+half-written file and a failed write leaves the previous one in place.
+
 Every failure is a typed error naming the file (:class:`~mambajepa.core.errors.CheckpointError`, or
 the type a caller of :func:`read_json` asks for).
 """
@@ -21,45 +25,106 @@ from safetensors.torch import save_file
 from mambajepa.core.errors import CheckpointError
 
 
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; once the body has written it, fsync it and rename it.
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file, or a folder's entries, to disk.
 
-    The temporary file is removed if the body (or the rename) fails, so ``path`` is either the old
-    file or the complete new one.
+    Args:
+        path: a file or a directory. On Windows, where a directory cannot be opened, directories
+            are left to the file system.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    if not os.path.isdir(path):
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        return
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` in place and fsync it, with no rename.
+
+    For files inside a folder that is itself renamed into place once complete (a checkpoint's
+    temp directory): the folder rename is the atomic step. Anywhere else use :func:`atomic_path`.
+
+    Args:
+        path: destination file.
+        data: bytes, or text written as UTF-8.
+    """
+    with open(path, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` for the body to write; then publish it.
+
+    On success the temporary file is fsynced, renamed over ``path`` and the folder is fsynced, so
+    ``path`` is either the old file or the complete new one, also after a crash. If the body (or
+    the rename) raises, the temporary file is removed and ``path`` is left untouched. Every call
+    gets its own temporary name, so concurrent writers never write into the same temporary file.
+
+    Example::
+
+        with atomic_path(run_dir / "model.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+
+    Args:
+        path: destination file; its folder is created if needed.
+
+    Yields:
+        The temporary path (an empty file already exists there).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)  # makes the rename itself durable
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and rename.
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`).
 
     Args:
         path: destination file; its folder is created if needed.
         data: the bytes.
     """
-    with _atomic_target(Path(path)) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically.
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_path`).
+
+    Args:
+        path: destination file; its folder is created if needed.
+        text: the content.
+    """
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_path`).
 
     Args:
         path: destination file.
         obj: JSON-serialisable value.
     """
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike, error: type[Exception] = CheckpointError) -> Any:
@@ -106,7 +171,7 @@ def save_state_dict(
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"state entry {name!r} is a {type(value).__name__}, expected a tensor")
         tensors[name] = value.detach().to("cpu").contiguous().clone()
-    with _atomic_target(Path(path)) as tmp:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 

@@ -9,7 +9,6 @@ keeping its config in ``self.config``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import types
@@ -24,6 +23,7 @@ import mambajepa
 from mambajepa.core.errors import CheckpointError, ConfigError
 from mambajepa.core.files import atomic_write_json, load_state_dict, read_json, save_state_dict
 from mambajepa.core.mapping import load_mapped
+from mambajepa.core.names import did_you_mean
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -77,8 +77,7 @@ def config_from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, fields)
             raise ConfigError(f"unknown config key {path + key!r} for {cls.__name__}{hint}")
         kwargs[key] = _convert(value, hints[key], f"{path}{key}.")
     return cls(**kwargs)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import tarfile
 import urllib.request
@@ -30,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mambajepa.core.errors import DataError
+from mambajepa.core.files import atomic_path
 from mambajepa.data.skipping import BadItems
 
 URL_BASE = "https://www.cs.toronto.edu/~kriz/"
@@ -290,17 +290,14 @@ def download_cifar10(
     target = Path(root) / name
     if target.is_file() and md5sum(target) == expected:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    try:
-        urllib.request.urlretrieve(url or URL_BASE + name, partial)
-    except OSError as err:
-        raise DataError(f"downloading CIFAR-10 from {url or URL_BASE + name} failed: {err}") from err
-    got = md5sum(partial)
-    if got != expected:
-        partial.unlink()
-        raise DataError(f"downloaded {name} has MD5 {got}, expected {expected}")
-    os.replace(partial, target)
+    with atomic_path(target) as partial:  # a failed or corrupt download never becomes ``target``
+        try:
+            urllib.request.urlretrieve(url or URL_BASE + name, partial)
+        except OSError as err:
+            raise DataError(f"downloading CIFAR-10 from {url or URL_BASE + name} failed: {err}") from err
+        got = md5sum(partial)
+        if got != expected:
+            raise DataError(f"downloaded {name} has MD5 {got}, expected {expected}")
     return target
 
 

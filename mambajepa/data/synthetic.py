@@ -34,6 +34,10 @@ from mambajepa.data.shapes_text import ANSWERS, QUESTION_TYPES, caption, questio
 SPLIT_START = {"train": 0, "val": 100_000_000, "test": 200_000_000}
 SPLIT_CAPACITY = 100_000_000
 DEFAULT_LENGTH = {"train": 50_000, "val": 5_000, "test": 10_000}
+#: labels a still image shows (direction and speed need motion)
+IMAGE_LABELS = ("shape", "colour", "size", "position", "texture", "background")
+#: labels a clip shows
+VIDEO_LABELS = IMAGE_LABELS + ("direction", "speed")
 
 # salts that separate the random streams drawn for one scene index
 _CAPTION_SALT, _QUESTION_SALT, _STREAM_SALT = 1, 2, 3
@@ -102,6 +106,11 @@ class ShapesImages(_ShapesDataset):
         transform: applied to the image tensor.
     """
 
+    @property
+    def visible_labels(self) -> tuple[str, ...]:
+        """The labels an image shows: what a probe of its pixels can hope to classify."""
+        return IMAGE_LABELS + (("count",) if self.config.max_objects > 1 else ())
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene = self.scene(index)
         return {"image": self._pixels(scene, None), "index": self.global_index(index), **scene.labels()}
@@ -120,6 +129,11 @@ class ShapesVideos(_ShapesDataset):
         if num_frames < 1:
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames = int(num_frames)
+
+    @property
+    def visible_labels(self) -> tuple[str, ...]:
+        """The labels a clip shows: what a probe of its pixels can hope to classify."""
+        return VIDEO_LABELS + (("count",) if self.config.max_objects > 1 else ())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene = self.scene(index)

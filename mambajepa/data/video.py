@@ -5,12 +5,20 @@ A clip is ``num_frames`` frames taken every ``stride`` frames from a start frame
 short for the whole clip repeats its last frame. Decoded clips are ``(C, T, H, W)`` float in
 [0, 1].
 
+Frame ``i`` is the ``i``-th frame the decoder outputs from the start of the file. A
+:class:`FrameIndex` (read once per file by demuxing, without decoding) maps frame numbers to
+presentation timestamps, so that :func:`read_video` can seek to the keyframe before a clip
+instead of decoding from frame 0; it checks every decoded timestamp against the index and
+decodes from frame 0 when they disagree, so both paths return the same frames.
+
 Dimension legend: ``C`` channels, ``T`` frames, ``H``/``W`` rows/columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +58,108 @@ def count_frames(path: str | Path) -> int:
         raise DataError(f"cannot decode video {path}: {err}") from err
 
 
+@dataclass(frozen=True)
+class FrameIndex:
+    """Presentation timestamps of a video's frames, from :func:`index_frames`.
+
+    Attributes:
+        pts: ``(N,)`` int64, ascending; frame ``i`` is shown at ``pts[i]`` (stream time_base units).
+        keyframes: ``(K,)`` int64, ascending frame numbers of the keyframes (where decoding can start).
+    """
+
+    pts: np.ndarray
+    keyframes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def position(self, pts: int | None) -> int | None:
+        """The frame number shown at ``pts``, or ``None`` when no indexed frame is."""
+        if pts is None:
+            return None
+        found = int(np.searchsorted(self.pts, pts))
+        return found if found < len(self.pts) and self.pts[found] == pts else None
+
+
+def index_frames(path: str | Path) -> FrameIndex | None:
+    """Read the timestamps of every frame of a video by demuxing its packets (nothing is decoded).
+
+    Returns:
+        The index, or ``None`` when timestamps cannot place frames (a packet without a
+        timestamp, two frames at one timestamp, no keyframe); such a video is decoded from
+        frame 0 and counted with :func:`count_frames`.
+
+    Raises:
+        DataError: when the file cannot be opened as a video.
+    """
+    av = _av()
+    pts: list[int] = []
+    keys: list[int] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:  # the demuxer's final flush, dropped priming
+                    continue
+                if packet.pts is None:
+                    return None
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+    except (av.FFmpegError, OSError, IndexError, ValueError) as err:
+        raise DataError(f"cannot decode video {path}: {err}") from err
+    order = np.sort(np.asarray(pts, dtype=np.int64))  # packets come in decode order
+    if not keys or np.any(np.diff(order) <= 0):
+        return None
+    keyframes = np.searchsorted(order, np.sort(np.asarray(keys, dtype=np.int64)))
+    return FrameIndex(order, keyframes.astype(np.int64))
+
+
+class _LostPlace(Exception):
+    """The decoded timestamps disagree with the frame index."""
+
+
+def _frames_after_seek(container: Any, index: FrameIndex, start: int) -> Iterator[tuple[int, Any]]:
+    """``(frame number, frame)`` from the keyframe at or before ``start`` to the end of the video.
+
+    Raises:
+        _LostPlace: when a decoded frame is not the next indexed one, or the first one is past
+            ``start``.
+    """
+    before = int(np.searchsorted(index.keyframes, start, side="right")) - 1
+    if before < 0:
+        raise _LostPlace
+    stream = container.streams.video[0]
+    # offset in stream time_base units; lands on the keyframe at or before it
+    container.seek(int(index.pts[index.keyframes[before]]), stream=stream, backward=True, any_frame=False)
+    position = None
+    for frame in container.decode(stream):
+        found = index.position(frame.pts)
+        if found is None or (found > start if position is None else found != position + 1):
+            raise _LostPlace
+        position = found
+        yield position, frame
+    if position != len(index) - 1:
+        raise _LostPlace
+
+
+def _keep(numbered: Iterable[tuple[int, Any]], start: int, stride: int, last: int | None) -> list[np.ndarray]:
+    """The frames numbered ``start, start + stride, ...`` up to ``last`` as ``(H, W, C)`` uint8."""
+    frames: list[np.ndarray] = []
+    for position, frame in numbered:
+        if last is not None and position > last:
+            break
+        if position >= start and (position - start) % stride == 0:
+            frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, C) uint8
+    return frames
+
+
 def read_video(
-    path: str | Path, num_frames: int | None = None, stride: int = 1, start: int = 0
+    path: str | Path,
+    num_frames: int | None = None,
+    stride: int = 1,
+    start: int = 0,
+    index: FrameIndex | None = None,
 ) -> torch.Tensor:
     """Decode frames ``start, start + stride, ...`` of a video.
 
@@ -60,6 +168,9 @@ def read_video(
         num_frames: frames to return; ``None`` returns every sampled frame to the end.
         stride: keep one frame in ``stride``.
         start: first frame kept.
+        index: the video's :func:`index_frames`; given, decoding starts at the keyframe at or
+            before ``start`` instead of frame 0 (same frames; a warning names a file whose
+            decoded timestamps disagree with the index, which is then decoded from frame 0).
 
     Returns:
         ``(3, T, H, W)`` float in [0, 1]; frames past the end repeat the last decoded frame.
@@ -73,14 +184,22 @@ def read_video(
         )
     av = _av()
     last = None if num_frames is None else start + (num_frames - 1) * stride
-    frames: list[np.ndarray] = []
+    frames: list[np.ndarray] | None = None
     try:
-        with av.open(str(path)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if last is not None and index > last:
-                    break
-                if index >= start and (index - start) % stride == 0:
-                    frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, C) uint8
+        if index is not None and start < len(index):
+            with av.open(str(path)) as container:
+                try:
+                    frames = _keep(_frames_after_seek(container, index, start), start, stride, last)
+                except _LostPlace:
+                    warnings.warn(
+                        f"video {path}: decoded timestamps disagree with its frame index; "
+                        "decoding from frame 0",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+        if frames is None:
+            with av.open(str(path)) as container:
+                frames = _keep(enumerate(container.decode(video=0)), start, stride, last)
     except (av.FFmpegError, OSError, IndexError, ValueError) as err:
         raise DataError(f"cannot decode video {path}: {err}") from err
     if not frames:
@@ -137,11 +256,17 @@ class VideoClips(Dataset):
         num_frames: frames ``T`` per clip.
         stride: frame step inside a clip.
         size: resize the shorter side to ``size`` then center crop a square; ``None`` keeps frames.
-        random_start: draw the start frame from ``(seed, index, epoch)``; otherwise the clip is
-            centred in the video.
+        random_start: draw a random start frame; otherwise the clip is centred in the video.
+            :meth:`get_item_seeded` draws it from ``(seed, index, draw seed)`` (the training
+            loader passes a draw seed per batch, so the same video gives a new clip at every
+            draw and a resumed run the same clips); ``dataset[index]`` draws it from
+            ``(seed, index, epoch)`` with the epoch of :meth:`set_epoch`.
         seed: seed of the start frames.
         transform: applied to the ``(3, T, H, W)`` clip after resizing.
         strict: raise on an undecodable video instead of skipping to the next one with a warning.
+
+    Each file's :class:`FrameIndex` (hence its frame count) is read once, at its first clip, and
+    kept (per process: each DataLoader worker reads the files it is given once).
 
     Raises:
         DataError: when no video is found.
@@ -176,29 +301,58 @@ class VideoClips(Dataset):
         self.random_start, self.seed, self.epoch = random_start, int(seed), 0
         self.transform = transform
         self.bad_items = BadItems(strict, "VideoClips")
+        self._frame_info: dict[int, tuple[int, FrameIndex | None]] = {}  # position -> (count, index)
 
     def set_epoch(self, epoch: int) -> None:
-        """New random start frames for a new pass."""
+        """New random start frames of ``dataset[index]`` for a new pass."""
         self.epoch = int(epoch)
+
+    def _frames(self, position: int) -> tuple[int, FrameIndex | None]:
+        """``(frame count, frame index or None)`` of video ``position``, read on the first call only.
+
+        Raises:
+            DataError: when the file cannot be opened as a video.
+        """
+        known = self._frame_info.get(position)
+        if known is None:
+            path = self.paths[position]
+            index = index_frames(path)
+            known = (len(index), index) if index is not None else (count_frames(path), None)
+            self._frame_info[position] = known
+        return known
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _start(self, index: int, total: int) -> int:
+    def _start(self, position: int, total: int, draw: int | None) -> int:
         span = (self.num_frames - 1) * self.stride + 1
         room = max(0, total - span)
         if not self.random_start:
             return room // 2
-        rng = np.random.default_rng((self.seed, index, self.epoch))
+        rng = np.random.default_rng((self.seed, position, self.epoch if draw is None else draw))
         return int(rng.integers(room + 1))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._clip(index, None)
+
+    def get_item_seeded(self, index: int, seed: int) -> dict[str, Any]:
+        """Item ``index`` with its random start frame drawn from ``seed`` (one seed per draw).
+
+        Args:
+            index: the video.
+            seed: non-negative draw seed (the training loader derives it from the run seed,
+                the batch and ``index``).
+        """
+        return self._clip(index, int(seed))
+
+    def _clip(self, index: int, draw: int | None) -> dict[str, Any]:
         for attempt in range(len(self.paths)):
             position = (index + attempt) % len(self.paths)
             path = self.paths[position]
             try:
-                start = self._start(position, count_frames(path))
-                clip = read_video(path, self.num_frames, self.stride, start)  # (C, T, H, W)
+                total, frame_index = self._frames(position)
+                start = self._start(position, total, draw)
+                clip = read_video(path, self.num_frames, self.stride, start, frame_index)  # (C, T, H, W)
             except DataError as err:
                 self.bad_items.report(path, f"unreadable video: {err}")
                 continue

@@ -26,6 +26,7 @@ from torch import nn
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.core.pretrained import PretrainedMixin
 from mambajepa.nn.block import TransformerBlock
+from mambajepa.registry import register_model
 from mambajepa.ssm.mamba1 import Mamba1
 
 
@@ -227,3 +228,9 @@ class NeuralFieldEncoder(PretrainedMixin, nn.Module):
             return FieldEncoding(tokens, tokens.mean(dim=1))
         latents = tokens[:, is_latent]  # (B, M, D)
         return FieldEncoding(tokens[:, ~is_latent], latents.mean(dim=1), latents)
+
+
+@register_model("neural_field_cifar10", config_cls=NeuralFieldConfig)
+def neural_field_cifar10(**overrides) -> NeuralFieldEncoder:
+    """The NF-JEPA CIFAR-10 set encoder (the :class:`NeuralFieldConfig` defaults), with overrides."""
+    return NeuralFieldEncoder(NeuralFieldConfig(**overrides))

@@ -26,6 +26,7 @@ from torch import nn
 
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.core.pretrained import PretrainedMixin
+from mambajepa.registry import register_model
 from mambajepa.ssm.lm import MambaLMConfig, MambaLMHeadModel
 from mambajepa.ssm.mixer_model import MixerModel
 
@@ -314,3 +315,15 @@ class TextDecoder(PretrainedMixin, nn.Module):
         if not out:
             return torch.zeros(B, 0, dtype=torch.long, device=prefix.device)
         return torch.stack(out, dim=1)
+
+
+@register_model("text_encoder_tiny", config_cls=TextEncoderConfig)
+def text_encoder_tiny(**overrides) -> TextEncoder:
+    """The VL-JEPA ``tiny`` Y-encoder (the :class:`TextEncoderConfig` defaults), with overrides."""
+    return TextEncoder(TextEncoderConfig(**overrides))
+
+
+@register_model("text_decoder_tiny", config_cls=TextDecoderConfig)
+def text_decoder_tiny(**overrides) -> TextDecoder:
+    """The VL-JEPA ``tiny`` answer decoder (the :class:`TextDecoderConfig` defaults), with overrides."""
+    return TextDecoder(TextDecoderConfig(**overrides))

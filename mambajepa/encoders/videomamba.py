@@ -32,7 +32,6 @@ Dimension legend:
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from functools import partial
@@ -44,12 +43,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mambajepa.core.errors import ConfigError
+from mambajepa.core.names import did_you_mean
 from mambajepa.core.pretrained import PretrainedMixin
+from mambajepa.nn.drop_path import DropPath
 from mambajepa.nn.patch_embed import PatchEmbed3D
 from mambajepa.nn.positions import grid_coords, grid_ids
 from mambajepa.registry import register_model
 from mambajepa.ssm.bimamba import BiMamba
-from mambajepa.ssm.block import Block, DropPath
+from mambajepa.ssm.block import Block
 from mambajepa.ssm.mamba1 import Mamba1, Mamba1State
 from mambajepa.ssm.mixer_model import init_mixer_weights
 from mambajepa.ssm.norm import RMSNorm
@@ -506,9 +507,7 @@ def videomamba_config(config: Any) -> VideoMambaConfig:
     known = [f.name for f in fields(VideoMambaConfig)]
     for key in data:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown VideoMamba config field {key!r}{hint}")
+            raise ConfigError(f"unknown VideoMamba config field {key!r}{did_you_mean(key, known)}")
     if data.get("ssm_cfg") is not None:
         data["ssm_cfg"] = dict(data["ssm_cfg"])
     return VideoMambaConfig(**data)
@@ -543,7 +542,7 @@ _PRESETS = {
     "videomamba_middle": dict(img_size=224, patch_size=16, depth=32, embed_dim=576),
 }
 for _name, _preset in _PRESETS.items():
-    register_model(_name)(_factory(**_preset))
+    register_model(_name, config_cls=VideoMambaConfig, aliases=_VIT_ALIASES)(_factory(**_preset))
 
 
 def videomamba_preset(name: str) -> dict[str, Any]:

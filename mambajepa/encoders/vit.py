@@ -246,7 +246,7 @@ _PRESETS = {
     ),
 }
 for _name, _preset in _PRESETS.items():
-    register_model(_name)(_factory(**_preset))
+    register_model(_name, config_cls=ViTConfig)(_factory(**_preset))
 
 
 def vit_preset(name: str) -> dict:

@@ -1,19 +1,27 @@
-"""Evaluation of frozen encoders: linear, kNN and attentive probes, collapse statistics.
+"""Evaluation of trained runs: registered evaluations above the methods, and their building blocks.
 
-``mambajepa eval probe --checkpoint RUN`` (:mod:`mambajepa.eval.commands`) runs them on a JEPA
-run and on its random initialisation and writes ``probe.json`` (:mod:`mambajepa.eval.probe`).
+:func:`~mambajepa.eval.runs.load_run` rebuilds any method's run from its checkpoint. Evaluations
+register by name (:func:`mambajepa.registry.register_evaluation`, :class:`Evaluation`) and say
+which methods offer them; ``mambajepa eval NAME --checkpoint RUN`` (:mod:`mambajepa.eval.commands`)
+runs one. ``probe`` (:mod:`mambajepa.eval.probe`) fits linear, kNN and attentive probes and
+collapse statistics on the features of every method that implements ``encode``, against its
+random initialisation, and writes ``probe.json``.
 """
 
 from mambajepa.eval.attentive_probe import AttentiveProbe, attentive_probe_accuracy, fit_attentive_probe
+from mambajepa.eval.base import Evaluation
 from mambajepa.eval.collapse import effective_rank, feature_std, is_collapsed
 from mambajepa.eval.features import FeatureSet, extract_features
 from mambajepa.eval.knn import knn_accuracy, knn_predict
 from mambajepa.eval.linear_probe import LinearProbe, fit_linear_probe, linear_probe_accuracy
+from mambajepa.eval.runs import Run, load_run
 
 __all__ = [
     "AttentiveProbe",
+    "Evaluation",
     "FeatureSet",
     "LinearProbe",
+    "Run",
     "attentive_probe_accuracy",
     "effective_rank",
     "extract_features",
@@ -24,4 +32,5 @@ __all__ = [
     "knn_accuracy",
     "knn_predict",
     "linear_probe_accuracy",
+    "load_run",
 ]

@@ -1,86 +1,96 @@
-"""``mambajepa eval``: frozen-feature evaluation of a trained run.
+"""``mambajepa eval``: run a registered evaluation on a trained run.
 
+``mambajepa eval NAME --checkpoint RUN [flags]`` runs evaluation ``NAME`` (one sub-command per
+evaluation registered with :func:`mambajepa.registry.register_evaluation`) after checking that
+the run's method offers it; ``mambajepa eval --list --checkpoint RUN`` lists the evaluations that
+run's method offers (without ``--checkpoint``: every registered one). For example
 ``mambajepa eval probe --checkpoint RUN`` fits linear, kNN and attentive probes on the run's
-encoder and on its random initialisation, prints the table and writes ``RUN/probe.json``.
+features and on its random initialisation, prints the table and writes ``RUN/probe.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from pathlib import Path
+
+from mambajepa.core.errors import ConfigError
+from mambajepa.eval.runs import run_method
+from mambajepa.registry import get_evaluation, list_evaluations
 
 __all__ = ["configure", "run"]
 
 
+def _help(name: str) -> str:
+    return getattr(get_evaluation(name), "help", "")
+
+
+def _help_lines(names: list[str]) -> str:
+    width = max((len(n) for n in names), default=0)
+    return "\n".join(f"  {n:<{width}}  {_help(n)}" for n in names)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``eval`` sub-commands to ``parser``."""
-    sub = parser.add_subparsers(dest="eval_command", metavar="{probe}")
-    probe = sub.add_parser(
-        "probe",
-        help="linear / kNN / attentive probes and collapse statistics vs the random-init encoder",
-        description="Probe the frozen encoder of a JEPA run and of its random initialisation.",
-        allow_abbrev=False,
+    """Add ``--list`` and one sub-command per registered evaluation to ``parser``."""
+    names = list_evaluations()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "examples:\n  mambajepa eval --list --checkpoint runs/ijepa_shapes\n"
+        "  mambajepa eval probe --checkpoint runs/ijepa_shapes --n-train 500"
     )
-    probe.add_argument(
-        "--checkpoint", required=True, metavar="RUN", help="run dir, checkpoints dir or step_<N> dir"
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the evaluations the run's method offers (every registered one without --checkpoint)",
     )
-    probe.add_argument(
-        "--out", default=None, help="where to write probe.json (default: <run dir>/probe.json)"
+    parser.add_argument(
+        "--checkpoint", dest="list_checkpoint", default=None, metavar="RUN", help="the run of --list"
     )
-    probe.add_argument("--n-train", type=int, default=None, help="items the probes are fitted on")
-    probe.add_argument("--n-eval", type=int, default=None, help="held-out items the probes are scored on")
-    probe.add_argument(
-        "--encoder", choices=("target", "context"), default=None, help="which encoder to probe"
-    )
-    probe.add_argument(
-        "--tasks", nargs="+", default=None, help="labels to probe (default: every visible one)"
-    )
-    probe.add_argument("--no-attentive", action="store_true", help="skip the attentive probe")
-    probe.add_argument("--task", default="shape", help="main task of the learning criterion line")
+    sub = parser.add_subparsers(dest="evaluation", metavar="{" + ",".join(names) + "}", title="evaluations")
+    for name in names:
+        evaluation = get_evaluation(name)
+        p = sub.add_parser(
+            name,
+            help=_help(name),
+            description=getattr(evaluation, "description", "") or _help(name),
+            allow_abbrev=False,
+        )
+        p.add_argument(
+            "--checkpoint", required=True, metavar="RUN", help="run dir, checkpoints dir or step_<N> dir"
+        )
+        evaluation().configure(p)
 
 
-def _run_dir(checkpoint: Path) -> Path:
-    """The run directory that holds ``checkpoint`` (``RUN/checkpoints/step_N`` -> ``RUN``)."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
+def offered(checkpoint: str) -> tuple[str, list[str]]:
+    """The method name of the run at ``checkpoint`` and the evaluations it offers."""
+    method_cls = run_method(checkpoint)
+    return method_cls.name, list_evaluations(method_cls)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the selected ``eval`` sub-command.
+    """List the evaluations, or run the selected one.
 
     Returns:
-        0 on success, 2 when no sub-command was given.
-    """
-    if getattr(args, "eval_command", None) != "probe":
-        print("usage: mambajepa eval probe --checkpoint RUN")
-        return 2
-    from mambajepa.eval.probe import (
-        format_probe_table,
-        learning_criterion,
-        load_run,
-        probe_run,
-        write_probe_json,
-    )
+        The evaluation's exit status; 0 for ``--list``; 2 when no evaluation was named.
 
-    config, ckpt, _ = load_run(args.checkpoint)
-    changes = {
-        "n_train": args.n_train,
-        "n_eval": args.n_eval,
-        "encoder": args.encoder,
-        "tasks": args.tasks,
-        "attentive": False if args.no_attentive else None,
-    }
-    probe_cfg = dataclasses.replace(config.probe, **{k: v for k, v in changes.items() if v is not None})
-    results = probe_run(ckpt, probe_cfg, progress=True)
-    out = Path(args.out) if args.out else _run_dir(ckpt) / "probe.json"
-    write_probe_json(results, out)
-    print(format_probe_table(results))
-    if args.task in results:
-        c = learning_criterion(results, args.task)
-        print(
-            f"criterion ({c['task']}): error {c['error']:.3f} vs random-init {c['random_init_error']:.3f} "
-            f"(ratio {c['error_ratio']:.2f}, need <= 0.5); other tasks worse: {c['worse_tasks'] or 'none'}; "
-            f"collapsed: {c['collapsed']} -> {'PASS' if c['passed'] else 'FAIL'}"
+    Raises:
+        ConfigError: the run's method does not offer the evaluation (the ones it offers are listed).
+    """
+    if args.list:
+        if args.list_checkpoint is None:
+            print("registered evaluations:\n" + (_help_lines(list_evaluations()) or "  none"))
+            return 0
+        method, names = offered(args.list_checkpoint)
+        if not names:
+            print(f"method {method!r} of {args.list_checkpoint} offers no evaluation")
+            return 0
+        print(f"evaluations of method {method!r} ({args.list_checkpoint}):\n{_help_lines(names)}")
+        return 0
+    if args.evaluation is None:
+        print("usage: mambajepa eval NAME --checkpoint RUN  (mambajepa eval --list --checkpoint RUN)")
+        return 2
+    method, names = offered(args.checkpoint)
+    if args.evaluation not in names:
+        raise ConfigError(
+            f"method {method!r} of {args.checkpoint} does not offer evaluation {args.evaluation!r}; "
+            f"it offers: {', '.join(names) or 'none'}"
         )
-    print(f"wrote {out}")
-    return 0
+    return int(get_evaluation(args.evaluation)().run(args) or 0)

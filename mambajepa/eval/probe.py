@@ -1,62 +1,73 @@
-"""Frozen-feature probes of a trained JEPA run against its randomly initialised encoder.
+"""Frozen-feature probes of any trained run against the same method at its random initialisation.
 
-For every label of the data (ShapesWorld attributes, or a data set's class) a linear probe,
-a kNN classifier and optionally an attentive probe are fitted on features of the training split
-and scored on a held-out split; collapse statistics describe the pooled features. The same is
-done for the encoder as initialised before training (same seed, same config), which is the
-baseline of the learning criterion.
+Every method that implements :meth:`~mambajepa.methods.base.Method.encode` offers the ``probe``
+evaluation. The method names the labelled data (:meth:`~mambajepa.methods.base.Method.probe_data`:
+a training and a held-out dataset, and the labels probed by default); for every label a linear
+probe, a kNN classifier and optionally an attentive probe are fitted on features of the training
+items and scored on the held-out ones; collapse statistics describe the pooled features. The same
+is done for the method as initialised before training (same seed, same config), which is the
+baseline of the learning criterion. The settings are the run config's ``probe`` section (a
+:class:`~mambajepa.methods.base.ProbeConfig`), or the defaults when the method has none.
 
 ``probe.json``::
 
     {"shape": {"linear_acc": x, "knn_acc": x, "attentive_acc": x, "chance": x}, ...,
      "feature_std": x, "effective_rank": x, "feature_dim": D,
-     "random_init": {same fields for the untrained encoder}}
+     "random_init": {same fields for the untrained method}}
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mambajepa.config import config_from_dict
-from mambajepa.core.errors import CheckpointError, ConfigError
+from mambajepa.config import RunConfig, config_from_dict, config_to_dict
+from mambajepa.core.errors import ConfigError
+from mambajepa.core.files import atomic_write_json
+from mambajepa.data.synthetic import IMAGE_LABELS, VIDEO_LABELS
 from mambajepa.eval.attentive_probe import attentive_probe_accuracy
+from mambajepa.eval.base import Evaluation
 from mambajepa.eval.collapse import effective_rank, feature_std, is_collapsed
 from mambajepa.eval.features import FeatureSet, extract_features
 from mambajepa.eval.knn import knn_accuracy
 from mambajepa.eval.linear_probe import linear_probe_accuracy
-from mambajepa.methods.jepa import JEPA, JEPAConfig, JEPAProbeConfig, build_dataset
-from mambajepa.train.checkpoint import load_checkpoint_weights, resolve_checkpoint
+from mambajepa.eval.runs import init_method, load_run, read_run_config, run_dir_of
+from mambajepa.methods.base import Method, ProbeConfig
+from mambajepa.registry import get_method, register_evaluation
 
 __all__ = [
     "IMAGE_TASKS",
     "VIDEO_TASKS",
-    "default_tasks",
-    "probe_features",
-    "load_run",
-    "probe_run",
+    "ProbeEvaluation",
     "format_probe_table",
     "learning_criterion",
+    "offers_probe",
+    "probe_features",
+    "probe_run",
+    "probe_settings",
+    "write_probe_json",
 ]
 
 #: ShapesWorld labels a single image shows (direction and speed need motion)
-IMAGE_TASKS = ("shape", "colour", "size", "position", "texture", "background")
+IMAGE_TASKS = IMAGE_LABELS
 #: ShapesWorld labels a clip shows
-VIDEO_TASKS = IMAGE_TASKS + ("direction", "speed")
+VIDEO_TASKS = VIDEO_LABELS
 
 
-def default_tasks(config: JEPAConfig) -> list[str] | None:
-    """Labels probed when ``probe.tasks`` is empty (None: every label of the items)."""
-    d = config.data
-    if d.dataset == "shapes_images":
-        return list(IMAGE_TASKS) + (["count"] if d.max_objects > 1 else [])
-    if d.dataset == "shapes_videos":
-        return list(VIDEO_TASKS) + (["count"] if d.max_objects > 1 else [])
-    return None
+def offers_probe(method_cls: type) -> bool:
+    """Whether a method class can be probed: it implements ``encode``."""
+    return isinstance(method_cls, type) and issubclass(method_cls, Method) and method_cls.implements("encode")
+
+
+def probe_settings(config: RunConfig) -> ProbeConfig:
+    """The run config's ``probe`` section, or the default settings when it has none."""
+    probe = getattr(config, "probe", None)
+    return probe if isinstance(probe, ProbeConfig) else ProbeConfig()
 
 
 def _num_classes(dataset: Any, task: str, *labels: torch.Tensor) -> int:
@@ -69,7 +80,7 @@ def _num_classes(dataset: Any, task: str, *labels: torch.Tensor) -> int:
 
 
 def probe_features(
-    train: FeatureSet, test: FeatureSet, num_classes: dict[str, int], cfg: JEPAProbeConfig
+    train: FeatureSet, test: FeatureSet, num_classes: dict[str, int], cfg: ProbeConfig
 ) -> dict[str, Any]:
     """Fit and score every probe on extracted features.
 
@@ -116,43 +127,13 @@ def probe_features(
     return results
 
 
-def load_run(path: str | Path) -> tuple[JEPAConfig, Path, dict[str, torch.Tensor]]:
-    """The config, checkpoint directory and weights of a JEPA run.
-
-    Args:
-        path: a run directory, its ``checkpoints`` directory or one ``step_<N>`` directory.
-
-    Returns:
-        ``(config, checkpoint_dir, state_dict)``.
-
-    Raises:
-        CheckpointError: no valid checkpoint, or one that is not a JEPA run.
-    """
-    import yaml
-
-    ckpt = resolve_checkpoint(path)
-    data = yaml.safe_load((ckpt / "config.yaml").read_text()) or {}
-    if data.get("method") != "jepa":
-        raise CheckpointError(f"{ckpt} holds a {data.get('method')!r} run; the probe needs a 'jepa' run")
-    return config_from_dict(JEPAConfig, data), ckpt, load_checkpoint_weights(ckpt)
-
-
-def _build(config: JEPAConfig) -> JEPA:
-    """The method as initialised at the start of training (same seeding as the trainer)."""
-    from mambajepa.train.trainer import seed_everything
-
-    seed_everything(config.train.seed)
-    return JEPA.from_config(config).eval()
-
-
-def probe_run(
-    path: str | Path, probe: JEPAProbeConfig | None = None, progress: bool = False
-) -> dict[str, Any]:
-    """Probe a trained run and its random initialisation.
+def probe_run(path: str | Path, probe: ProbeConfig | None = None, progress: bool = False) -> dict[str, Any]:
+    """Probe a trained run of any method with ``encode``, and its random initialisation.
 
     Args:
         path: run or checkpoint directory.
-        probe: probe settings (default: the run config's ``probe`` section).
+        probe: probe settings (default: the run config's ``probe`` section); the run is rebuilt
+            with them, so a setting that changes the features (JEPA's ``encoder``) applies.
         progress: print one line per stage.
 
     Returns:
@@ -160,34 +141,36 @@ def probe_run(
 
     Raises:
         CheckpointError: unreadable run or weights that do not fit the config.
-        ConfigError: a requested task the data does not label.
+        ConfigError: a method without ``encode``, or a requested task the data does not label.
     """
-    config, ckpt, weights = load_run(path)
-    cfg = probe or config.probe
+    config, _ = read_run_config(path)
+    if not offers_probe(get_method(config.method)):
+        raise ConfigError(f"method {config.method!r} implements no encode(); it cannot be probed")
+    cfg = probe if probe is not None else probe_settings(config)
     cfg.validate()
-    tasks = list(cfg.tasks) or default_tasks(config)
-    train_ds = build_dataset(config.data, "train", cfg.n_train)
-    test_ds = build_dataset(config.data, "test", cfg.n_eval)
+    if isinstance(getattr(config, "probe", None), ProbeConfig):
+        config = dataclasses.replace(config, probe=cfg)
+    trained = load_run(path, config=config).method
+    initial = init_method(config)
+    data = trained.probe_data(config)
+    tasks = list(cfg.tasks) or data.tasks
 
-    trained = _build(config)
-    initial = _build(config)
-    try:
-        trained.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"weights of {ckpt} do not fit the run's config: {err}") from None
-
-    def measure(method: JEPA, label: str) -> dict[str, Any]:
+    def measure(method: Method, label: str) -> dict[str, Any]:
         if progress:
             print(f"probe: extracting {label} features", flush=True)
-        encode = lambda x: method.features(x, cfg.encoder)  # noqa: E731
-        train = extract_features(encode, train_ds, cfg.n_train, cfg.batch_size, cfg.attentive, tasks)
-        test = extract_features(encode, test_ds, cfg.n_eval, cfg.batch_size, cfg.attentive, tasks)
+
+        def extract(dataset: Any, count: int) -> FeatureSet:
+            return extract_features(
+                method.encode, dataset, count, cfg.batch_size, cfg.attentive, tasks, data.collate_fn
+            )
+
+        train, test = extract(data.train, cfg.n_train), extract(data.test, cfg.n_eval)
         usable = {t: y for t, y in train.labels.items() if int(y.min()) >= 0 and len(torch.unique(y)) > 1}
         if cfg.tasks and set(cfg.tasks) - set(usable):
             raise ConfigError(
                 f"probe.tasks {sorted(set(cfg.tasks) - set(usable))} have fewer than 2 classes in the data"
             )
-        classes = {t: _num_classes(train_ds, t, y, test.labels[t]) for t, y in usable.items()}
+        classes = {t: _num_classes(data.train, t, y, test.labels[t]) for t, y in usable.items()}
         if progress:
             print(f"probe: fitting probes on {label} features ({', '.join(classes)})", flush=True)
         return probe_features(train, test, classes, cfg)
@@ -198,15 +181,13 @@ def probe_run(
 
 
 def write_probe_json(results: dict[str, Any], path: str | Path) -> Path:
-    """Write ``results`` as indented JSON (atomically).
+    """Write ``results`` as indented JSON, atomically (:func:`~mambajepa.core.files.atomic_write_json`).
 
     Returns:
         The path written.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, results)
     return path
 
 
@@ -280,3 +261,65 @@ def format_probe_table(results: dict[str, Any]) -> str:
         f"effective rank {results['effective_rank']:.1f} (init {base.get('effective_rank', float('nan')):.1f})"
     )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# ``mambajepa eval probe``
+
+
+@register_evaluation("probe", applies_to=offers_probe)
+class ProbeEvaluation(Evaluation):
+    """``mambajepa eval probe --checkpoint RUN``: print the probe table, write ``RUN/probe.json``."""
+
+    help = "linear / kNN / attentive probes and collapse statistics vs the random-init encoder"
+    description = "Probe the frozen features of a run and of its random initialisation."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--out", default=None, help="where to write probe.json (default: <run dir>/probe.json)"
+        )
+        parser.add_argument("--n-train", type=int, default=None, help="items the probes are fitted on")
+        parser.add_argument(
+            "--n-eval", type=int, default=None, help="held-out items the probes are scored on"
+        )
+        parser.add_argument(
+            "--encoder", default=None, help="which encoder to probe (a JEPA run: target | context)"
+        )
+        parser.add_argument(
+            "--tasks", nargs="+", default=None, help="labels to probe (default: every visible one)"
+        )
+        parser.add_argument("--no-attentive", action="store_true", help="skip the attentive probe")
+        parser.add_argument("--task", default="shape", help="main task of the learning criterion line")
+
+    def run(self, args: argparse.Namespace) -> int:
+        config, ckpt = read_run_config(args.checkpoint)
+        settings = probe_settings(config)
+        changes = {
+            "n_train": args.n_train,
+            "n_eval": args.n_eval,
+            "encoder": args.encoder,
+            "tasks": args.tasks,
+            "attentive": False if args.no_attentive else None,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        fields = {f.name for f in dataclasses.fields(settings)}
+        for key in changes:
+            if key not in fields:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')}: the {config.method!r} run's probe has no {key!r}"
+                )
+        # rebuilt through the config loader, so that the flags' values are type-checked
+        settings = config_from_dict(type(settings), {**config_to_dict(settings), **changes})
+        results = probe_run(ckpt, settings, progress=True)
+        out = Path(args.out) if args.out else run_dir_of(ckpt) / "probe.json"
+        write_probe_json(results, out)
+        print(format_probe_table(results))
+        if args.task in results:
+            c = learning_criterion(results, args.task)
+            print(
+                f"criterion ({c['task']}): error {c['error']:.3f} vs random-init {c['random_init_error']:.3f} "
+                f"(ratio {c['error_ratio']:.2f}, need <= 0.5); other tasks worse: {c['worse_tasks'] or 'none'}; "
+                f"collapsed: {c['collapsed']} -> {'PASS' if c['passed'] else 'FAIL'}"
+            )
+        print(f"wrote {out}")
+        return 0

@@ -16,12 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mambajepa.core.distributed import gather_with_grad, rank
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.losses.checks import check_pair
 
 
 def info_nce(
-    a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor = 0.07, bidirectional: bool = True
+    a: torch.Tensor,
+    b: torch.Tensor,
+    temperature: float | torch.Tensor = 0.07,
+    bidirectional: bool = True,
+    gather: bool = False,
 ) -> torch.Tensor:
     """InfoNCE loss of ``B`` positive pairs.
 
@@ -31,6 +36,10 @@ def info_nce(
         temperature: softmax temperature ``tau`` (float or 0-d tensor, > 0).
         bidirectional: average the ``a -> b`` and ``b -> a`` cross-entropies; otherwise only
             ``a -> b`` (each row of ``a`` classifies its partner among the rows of ``b``).
+        gather: in a distributed run, score this rank's rows against the rows of every rank
+            (gathered with gradients), so the negatives are the whole global batch. With the
+            gradient averaging of data parallelism the result trains exactly as the loss of the
+            global batch in one process. No effect in a single process.
 
     Returns:
         0-d tensor.
@@ -44,11 +53,13 @@ def info_nce(
         raise ShapeError(f"info_nce expects (B, D) embeddings, got {tuple(a.shape)}")
     if not isinstance(temperature, torch.Tensor) and temperature <= 0:
         raise ConfigError(f"info_nce temperature={temperature} must be positive")
-    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature  # (B, B)
-    labels = torch.arange(a.shape[0], device=a.device)
-    loss = F.cross_entropy(logits, labels)
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    a_all, b_all = (gather_with_grad(a), gather_with_grad(b)) if gather else (a, b)  # (R*B, D)
+    offset = rank() * a.shape[0] if a_all is not a else 0  # this rank's rows inside the gathered batch
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    loss = F.cross_entropy(a @ b_all.T / temperature, labels)  # (B, R*B) logits
     if bidirectional:
-        loss = 0.5 * (loss + F.cross_entropy(logits.T, labels))
+        loss = 0.5 * (loss + F.cross_entropy(b @ a_all.T / temperature, labels))
     return loss
 
 
@@ -63,6 +74,7 @@ class InfoNCE(nn.Module):
         learnable: make the temperature a parameter.
         bidirectional: average both directions.
         max_scale: upper bound of ``1 / tau`` for a learned temperature.
+        gather: negatives from every rank in a distributed run (see :func:`info_nce`).
 
     Raises:
         ConfigError: a non-positive temperature.
@@ -74,8 +86,10 @@ class InfoNCE(nn.Module):
         learnable: bool = False,
         bidirectional: bool = True,
         max_scale: float = 100.0,
+        gather: bool = True,
     ) -> None:
         super().__init__()
+        self.gather = gather
         if temperature <= 0:
             raise ConfigError(f"InfoNCE temperature={temperature} must be positive")
         self.bidirectional = bidirectional
@@ -94,4 +108,4 @@ class InfoNCE(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """InfoNCE loss of the ``(B, D)`` pairs ``a``, ``b`` as a 0-d tensor."""
-        return info_nce(a, b, self.temperature, self.bidirectional)
+        return info_nce(a, b, self.temperature, self.bidirectional, self.gather)

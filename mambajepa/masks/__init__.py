@@ -2,6 +2,7 @@
 
 from mambajepa.masks.base import MaskStrategy
 from mambajepa.masks.block import BlockGrid
+from mambajepa.masks.checks import check_batch_masks
 from mambajepa.masks.collate import (
     BatchMasks,
     MaskCollator,
@@ -45,6 +46,7 @@ __all__ = [
     "RandomTube",
     "Span",
     "apply_masks",
+    "check_batch_masks",
     "mask_ratio",
     "split_sample",
     "stack_masks",

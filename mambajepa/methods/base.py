@@ -3,6 +3,10 @@
 A method is an ``nn.Module`` holding every model it trains (and any frozen or EMA copies),
 plus the recipe glue: how to build it from a config, which data it reads, how its
 parameters are grouped, and one training step.
+
+Evaluations (:mod:`mambajepa.eval`) sit above methods and read them through optional hooks: a
+method that implements :meth:`Method.encode` offers the frozen-feature ``probe`` (on the labelled
+data of :meth:`Method.probe_data`); :meth:`Method.evaluations` lists what a method offers.
 """
 
 from __future__ import annotations
@@ -68,6 +72,48 @@ class DataSpec:
     train: Any
     val: Any = None
     collate_fn: Callable[[list, torch.Generator], Any] | None = None
+
+
+@dataclass
+class ProbeData:
+    """The labelled data that frozen-feature probes are fitted and scored on.
+
+    Attributes:
+        train: map-style dataset the probes are fitted on (its first ``probe.n_train`` items).
+        test: map-style held-out dataset they are scored on (its first ``probe.n_eval`` items).
+        tasks: labels probed by default (``probe.tasks`` overrides them); None: every label of the items.
+        collate_fn: ``collate_fn(items) -> batch`` for :meth:`Method.encode`; None stacks the
+            image / video tensor of each item (:func:`mambajepa.masks.split_sample`).
+    """
+
+    train: Any
+    test: Any
+    tasks: list[str] | None = None
+    collate_fn: Callable[[list], Any] | None = None
+
+
+@dataclass
+class ProbeConfig:
+    """Frozen-feature evaluation run by ``mambajepa eval probe`` (a method's ``probe`` section)."""
+
+    n_train: int = 2000  # items the probes are fitted on (training split)
+    n_eval: int = 1000  # held-out items the probes are scored on
+    tasks: list[str] = field(default_factory=list)  # labels to probe; empty: the method's default
+    batch_size: int = 128  # feature extraction batch
+    linear_steps: int = 100  # L-BFGS iterations of the linear probe
+    linear_weight_decay: float = 1e-4  # L2 penalty of the linear probe
+    knn_k: int = 20  # neighbours of the kNN classifier
+    attentive: bool = True  # also fit an attentive probe on the token features
+    attentive_steps: int = 150  # AdamW steps of the attentive probe
+    attentive_lr: float = 3e-3  # learning rate of the attentive probe
+    seed: int = 0  # seeds probe initialisation and mini-batches
+
+    def validate(self) -> None:
+        if self.n_train < 2 or self.n_eval < 1 or self.batch_size < 1 or self.knn_k < 1:
+            raise ConfigError(
+                f"need n_train >= 2, n_eval >= 1, batch_size >= 1, knn_k >= 1; got {self.n_train}, "
+                f"{self.n_eval}, {self.batch_size}, {self.knn_k}"
+            )
 
 
 class Method(nn.Module, metaclass=abc.ABCMeta):
@@ -139,3 +185,47 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def evaluate(self, batches: Iterable[Any]) -> dict[str, float]:
         """Periodic evaluation on held-out batches; returns scalars to log (default: none)."""
         return {}
+
+    # -- optional hooks read by evaluations ---------------------------------------------------
+
+    def encode(self, batch: Any) -> torch.Tensor:
+        """Frozen features of a batch: what probes read.
+
+        Args:
+            batch: what :attr:`ProbeData.collate_fn` makes of the probe items (by default the
+                stacked image / video tensors ``(B, C, ...)``).
+
+        Returns:
+            ``(B, N, D)`` token features or ``(B, D)`` pooled features.
+
+        Raises:
+            NotImplementedError: the method has no features to probe (it offers no ``probe``).
+        """
+        raise NotImplementedError(f"method {self.name!r} does not implement encode()")
+
+    def probe_data(self, config: Any) -> ProbeData:
+        """The labelled data that probes of :meth:`encode` fit and score on.
+
+        The default probes the training data of :meth:`build_data` against its held-out data,
+        on every label the items carry (or the datasets' ``visible_labels``).
+
+        Raises:
+            ConfigError: the method's data has no held-out split.
+        """
+        data = self.build_data(config)
+        if data.val is None:
+            raise ConfigError(f"method {self.name!r} has no held-out data to score probes on")
+        tasks = getattr(data.train, "visible_labels", None)
+        return ProbeData(train=data.train, test=data.val, tasks=list(tasks) if tasks is not None else None)
+
+    @classmethod
+    def implements(cls, hook: str) -> bool:
+        """Whether this method overrides the optional hook ``hook`` (``"encode"``) of :class:`Method`."""
+        return getattr(cls, hook) is not getattr(Method, hook)
+
+    @classmethod
+    def evaluations(cls) -> list[str]:
+        """Names of the registered evaluations this method offers (``mambajepa eval --list``)."""
+        from mambajepa.registry import list_evaluations
+
+        return list_evaluations(cls)

@@ -17,7 +17,8 @@ Visual Representations from Video" (V-JEPA, 2024). One training step:
 
 The backbone is any registered encoder preset with ``forward(x, keep_indices)`` and
 ``grid_size(shape)`` (the ViT, or VideoMamba); the predictor is a narrow transformer or a
-bidirectional Mamba-3 stack.
+bidirectional Mamba-3 stack; the data are any registered image or video dataset
+(:mod:`mambajepa.data.datasets`). Masks are validated by the collator that draws them.
 
 Dimension legend: ``B`` batch, ``N`` tokens of the full input, ``Kc`` context tokens, ``Kt``
 target tokens, ``D`` encoder width, ``(gt, gh, gw)`` token grid.
@@ -25,10 +26,9 @@ target tokens, ``D`` encoder width, ``(gt, gh, gw)`` token grid.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,107 +36,41 @@ from torch import nn
 
 from mambajepa.config import RunConfig
 from mambajepa.core.errors import ConfigError, ShapeError
-from mambajepa.data.shapes_render import ShapesConfig
-from mambajepa.data.synthetic import ShapesImages, ShapesVideos
 from mambajepa.losses import barlow_twins_loss, energy, vicreg_loss
 from mambajepa.masks import (
     BatchMasks,
-    DuplicateIndex,
-    EmptyContext,
-    EmptyTarget,
-    IndexOutOfBounds,
     MaskCollator,
     MaskedBatch,
     MaskError,
     MaskStrategy,
     MultiBlock2D,
     MultiBlock3D,
-    OverlappingMasks,
     RandomTube,
     apply_masks,
+    check_batch_masks,
     vjepa_mask_generators,
 )
-from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput
+from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, ProbeConfig, ProbeData, TrainOutput
 from mambajepa.nn.ema import EMA
 from mambajepa.predictors import PredictorConfig, build_predictor
-from mambajepa.registry import create_model, register_method
+from mambajepa.registry import register_method
+from mambajepa.specs import DatasetSpec, EncoderSpec
 
 __all__ = [
     "JEPA",
     "JEPAConfig",
-    "JEPADataConfig",
     "JEPAEMAConfig",
-    "JEPAEncoderConfig",
     "JEPALossConfig",
     "JEPAMaskConfig",
     "JEPAOutput",
     "JEPAProbeConfig",
     "check_batch_masks",
+    "item_shape",
 ]
 
 
 # ----------------------------------------------------------------------------------------------
 # config
-
-
-@dataclass
-class JEPAEncoderConfig:
-    """The backbone: a registered encoder preset and overrides of its architecture (None keeps the preset's)."""
-
-    name: str = "vit_tiny_patch4"  # registered preset (mambajepa info lists them): a ViT or a VideoMamba
-    img_size: int | None = None  # training image side in pixels
-    num_frames: int | None = None  # training frames per clip
-    patch_size: int | None = None  # spatial patch side
-    tubelet_size: int | None = None  # frames per tubelet
-    embed_dim: int | None = None  # token width D
-    depth: int | None = None  # number of blocks
-    num_heads: int | None = None  # attention heads (ViT)
-    mlp_ratio: float | None = None  # MLP inner width / D (ViT)
-    pos_embed: str | None = None  # ViT position encoding: rope | sincos | learned | none
-    drop_path_rate: float | None = None  # stochastic depth
-    init_std: float | None = None  # std of the weight initialisation (ViT)
-
-    def overrides(self) -> dict[str, Any]:
-        """The architecture fields that are set, as keyword overrides of the preset."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "name" and getattr(self, f.name) is not None
-        }
-
-
-@dataclass
-class JEPADataConfig:
-    """What the encoder is pre-trained on."""
-
-    dataset: Literal["shapes_images", "shapes_videos", "cifar10", "video_folder"] = "shapes_images"
-    root: str | None = None  # cifar10: folder or archive; video_folder: folder of training videos
-    val_root: str | None = None  # video_folder: folder of held-out videos (probe evaluation)
-    image_size: int = 32  # image / frame side in pixels
-    num_frames: int = 8  # frames per clip (videos)
-    frame_stride: int = 2  # frame step inside a clip (video files)
-    n_train: int = 20_000  # ShapesWorld training items
-    n_val: int = 512  # ShapesWorld held-out items for the periodic evaluation
-    seed: int = 0  # ShapesWorld world seed
-    max_objects: int = 1  # ShapesWorld objects per scene
-    augment: bool = False  # random resized crop + flip on training images (cifar10)
-    normalize: bool = False  # ImageNet mean/std normalisation of the pixels
-
-    @property
-    def is_video(self) -> bool:
-        """Whether the items are clips ``(C, T, H, W)`` rather than images."""
-        return self.dataset in ("shapes_videos", "video_folder")
-
-    def validate(self) -> None:
-        if self.dataset in ("cifar10", "video_folder") and not self.root:
-            raise ConfigError(f"dataset={self.dataset!r} needs root (a folder or archive on disk)")
-        if self.image_size < 8 or self.num_frames < 1 or self.frame_stride < 1:
-            raise ConfigError(
-                f"need image_size >= 8, num_frames >= 1, frame_stride >= 1; got {self.image_size}, "
-                f"{self.num_frames}, {self.frame_stride}"
-            )
-        if self.n_train < 1 or self.n_val < 0:
-            raise ConfigError(f"need n_train >= 1 and n_val >= 0, got {self.n_train}, {self.n_val}")
 
 
 @dataclass
@@ -199,28 +133,10 @@ class JEPAEMAConfig:
 
 
 @dataclass
-class JEPAProbeConfig:
-    """Frozen-feature evaluation run by ``mambajepa eval probe``."""
+class JEPAProbeConfig(ProbeConfig):
+    """Frozen-feature evaluation run by ``mambajepa eval probe``: which encoder, and the probes."""
 
     encoder: Literal["target", "context"] = "target"  # which encoder's features are probed
-    n_train: int = 2000  # items the probes are fitted on (training split)
-    n_eval: int = 1000  # held-out items the probes are scored on
-    tasks: list[str] = field(default_factory=list)  # labels to probe; empty: every label the data shows
-    batch_size: int = 128  # feature extraction batch
-    linear_steps: int = 100  # L-BFGS iterations of the linear probe
-    linear_weight_decay: float = 1e-4  # L2 penalty of the linear probe
-    knn_k: int = 20  # neighbours of the kNN classifier
-    attentive: bool = True  # also fit an attentive probe on the token features
-    attentive_steps: int = 150  # AdamW steps of the attentive probe
-    attentive_lr: float = 3e-3  # learning rate of the attentive probe
-    seed: int = 0  # seeds probe initialisation and mini-batches
-
-    def validate(self) -> None:
-        if self.n_train < 2 or self.n_eval < 1 or self.batch_size < 1 or self.knn_k < 1:
-            raise ConfigError(
-                f"need n_train >= 2, n_eval >= 1, batch_size >= 1, knn_k >= 1; got {self.n_train}, "
-                f"{self.n_eval}, {self.batch_size}, {self.knn_k}"
-            )
 
 
 @dataclass
@@ -236,19 +152,42 @@ class JEPAConfig(RunConfig):
     }
 
     method: str = "jepa"
-    encoder: JEPAEncoderConfig = field(
-        default_factory=JEPAEncoderConfig
-    )  # context encoder (and its EMA copy)
+    encoder: EncoderSpec = field(
+        default_factory=lambda: EncoderSpec("vit_tiny_patch4")
+    )  # context encoder (and its EMA copy): a ViT or VideoMamba preset and any field of its config
     predictor: PredictorConfig = field(default_factory=PredictorConfig)  # mask-token predictor
-    data: JEPADataConfig = field(default_factory=JEPADataConfig)  # pre-training data
+    data: DatasetSpec = field(
+        default_factory=lambda: DatasetSpec("shapes_images")
+    )  # pre-training data: a registered image or video dataset and its arguments
     mask: JEPAMaskConfig = field(default_factory=JEPAMaskConfig)  # context / target masks
     loss: JEPALossConfig = field(default_factory=JEPALossConfig)  # energy and regularizer
     ema: JEPAEMAConfig = field(default_factory=JEPAEMAConfig)  # target-encoder momentum
     probe: JEPAProbeConfig = field(default_factory=JEPAProbeConfig)  # frozen-feature evaluation
+    debug: bool = False  # re-check every batch's masks in training_step (reads indices back to the host)
+
+
+def item_shape(data: DatasetSpec) -> tuple[int, ...]:
+    """Shape of one item of an image or video dataset, from its arguments.
+
+    Image and video datasets take ``image_size``; clip datasets also take ``num_frames``.
+
+    Returns:
+        ``(3, H, W)`` or ``(3, T, H, W)``.
+
+    Raises:
+        ConfigError: a dataset that takes no ``image_size`` (not an image or video dataset).
+    """
+    args = data.arguments()
+    if "image_size" not in args:
+        raise ConfigError(
+            f"data.name: dataset {data.name!r} takes no image_size; a JEPA trains on image or video datasets"
+        )
+    size, frames = args["image_size"], args.get("num_frames")
+    return (3, size, size) if frames is None else (3, frames, size, size)
 
 
 # ----------------------------------------------------------------------------------------------
-# output and mask checks
+# output
 
 
 @dataclass
@@ -266,64 +205,6 @@ class JEPAOutput(TrainOutput):
     regularization: torch.Tensor | None = None
     predicted: torch.Tensor | None = None
     target: torch.Tensor | None = None
-
-
-def _check_indices(
-    name: str, ids: torch.Tensor, batch: int, total: int, empty_error: type[MaskError]
-) -> None:
-    if ids.dim() != 2 or ids.shape[0] != batch or ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise MaskError(
-            f"{name} must be integer indices (B={batch}, K), got {ids.dtype} of shape {tuple(ids.shape)}"
-        )
-    if ids.shape[1] == 0:
-        raise empty_error(f"{name} is empty (total_tokens={total})")
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= total:
-        raise IndexOutOfBounds(f"{name} spans [{low}, {high}], outside [0, {total}) for total_tokens={total}")
-    ordered = ids.sort(dim=1).values  # (B, K)
-    repeated = ordered[:, 1:] == ordered[:, :-1]  # (B, K-1)
-    if repeated.any():
-        row = int(repeated.any(dim=1).nonzero()[0])
-        value = int(ordered[row, 1:][repeated[row]][0])
-        raise DuplicateIndex(f"{name} of sample {row} repeats index {value}; each token may appear once")
-
-
-def check_batch_masks(masks: list[BatchMasks], batch: int, total_tokens: int, num_generators: int) -> None:
-    """Check a batch's masks against its input before any encoder runs.
-
-    Args:
-        masks: one :class:`~mambajepa.masks.BatchMasks` per mask generator.
-        batch: batch size B of the input.
-        total_tokens: tokens N of the input's grid.
-        num_generators: mask generators the predictor has a mask token for.
-
-    Raises:
-        MaskError: wrong number of mask sets, or masks over another token count.
-        EmptyContext: a context with no index.
-        EmptyTarget: a target with no index.
-        IndexOutOfBounds: an index outside ``[0, N)``.
-        DuplicateIndex: an index repeated within one sample's context or target.
-        OverlappingMasks: a token of one sample both in its context and in its target.
-    """
-    if len(masks) != num_generators:
-        raise MaskError(
-            f"got {len(masks)} mask sets for a model trained with {num_generators} mask generator(s)"
-        )
-    for g, m in enumerate(masks):
-        if m.total_tokens != total_tokens:
-            raise MaskError(f"masks[{g}] index {m.total_tokens} tokens but the input has {total_tokens}")
-        _check_indices(f"masks[{g}].context", m.context, batch, total_tokens, EmptyContext)
-        targets = [("target", m.target)] + [(f"target_blocks[{i}]", b) for i, b in enumerate(m.target_blocks)]
-        for name, ids in targets:
-            _check_indices(f"masks[{g}].{name}", ids, batch, total_tokens, EmptyTarget)
-            overlap = (m.context.unsqueeze(2) == ids.unsqueeze(1)).any(dim=2)  # (B, Kc)
-            if overlap.any():
-                row = int(overlap.any(dim=1).nonzero()[0])
-                shared = m.context[row][overlap[row]].tolist()[:8]
-                raise OverlappingMasks(
-                    f"masks[{g}]: indices {shared} of sample {row} are in both the context and {name}; "
-                    "they must be disjoint"
-                )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,6 +234,10 @@ class JEPA(Method):
         ema: target momentum schedule.
         max_steps: optimizer updates of the run (the momentum schedule's length).
         input_shape: shape of one item (``(C, H, W)`` or ``(C, T, H, W)``), fixing the token grid.
+        debug: re-check every batch's masks in :meth:`training_step` (the collator already
+            validates the masks it draws; this reads the indices back to the host each step).
+        feature_encoder: the encoder whose features :meth:`encode` returns (``target``: the EMA
+            copy, I-JEPA's evaluation choice; or ``context``).
 
     Raises:
         ConfigError: an encoder without the strict masked-encoding interface.
@@ -369,6 +254,8 @@ class JEPA(Method):
         ema: JEPAEMAConfig,
         max_steps: int,
         input_shape: tuple[int, ...],
+        debug: bool = False,
+        feature_encoder: Literal["target", "context"] = "target",
     ) -> None:
         super().__init__()
         if not hasattr(encoder, "grid_size") or not hasattr(encoder, "embed_dim"):
@@ -385,19 +272,25 @@ class JEPA(Method):
         self.grid: tuple[int, int, int] = tuple(encoder.grid_size((1, *self.input_shape)))
         self.num_tokens = self.grid[0] * self.grid[1] * self.grid[2]
         self.last_momentum = ema.start
+        self.debug = debug
+        self.feature_encoder = feature_encoder
 
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
     def from_config(cls, config: JEPAConfig) -> JEPA:
-        d = config.data
-        encoder = create_model(config.encoder.name, **config.encoder.overrides())
-        input_shape = (
-            (3, d.num_frames, d.image_size, d.image_size) if d.is_video else (3, d.image_size, d.image_size)
-        )
+        encoder = config.encoder.build()
         predictor = build_predictor(config.predictor, encoder.embed_dim, config.mask.num_generators)
         return cls(
-            encoder, predictor, config.mask, config.loss, config.ema, config.train.max_steps, input_shape
+            encoder,
+            predictor,
+            config.mask,
+            config.loss,
+            config.ema,
+            config.planned_steps() or config.train.max_steps,
+            item_shape(config.data),
+            debug=config.debug,
+            feature_encoder=config.probe.encoder,
         )
 
     def mask_strategies(self) -> list[MaskStrategy]:
@@ -429,9 +322,17 @@ class JEPA(Method):
         return [RandomTube(self.grid, m.tube_ratio)]
 
     def build_data(self, config: JEPAConfig) -> DataSpec:
-        train = build_dataset(config.data, "train", config.data.n_train)
-        val = build_dataset(config.data, "val", config.data.n_val) if config.data.n_val else None
-        return DataSpec(train=train, val=val, collate_fn=MaskCollator(self.mask_strategies()))
+        # the collator validates every mask it draws, on the CPU in the data-loader workers
+        collate = MaskCollator(self.mask_strategies(), validate=True)
+        return DataSpec(train=config.data.build("train"), val=config.data.build("val"), collate_fn=collate)
+
+    def probe_data(self, config: JEPAConfig) -> ProbeData:
+        """The training split against the test split, on the labels the inputs show."""
+        train, test = config.data.build("train"), config.data.build("test")
+        if test is None:
+            raise ConfigError(f"data: dataset {config.data.name!r} has no test items to score probes on")
+        tasks = getattr(train, "visible_labels", None)
+        return ProbeData(train=train, test=test, tasks=list(tasks) if tasks is not None else None)
 
     def param_groups(self) -> list[ParamGroupSpec]:
         return [ParamGroupSpec("encoder", self.encoder), ParamGroupSpec("predictor", self.predictor)]
@@ -455,7 +356,10 @@ class JEPA(Method):
         return gt * gh * gw
 
     def try_training_step(self, batch: MaskedBatch, step: int = 0) -> JEPAOutput | MaskError:
-        """A training step that returns the typed mask error instead of raising it.
+        """A training step that checks the masks first and returns their typed error instead of raising it.
+
+        The check runs whatever ``debug`` says: this is the entry point for batches whose masks
+        did not come from the collator.
 
         Args:
             batch: inputs and masks from the collator.
@@ -473,13 +377,15 @@ class JEPA(Method):
     def training_step(self, batch: MaskedBatch, step: int) -> JEPAOutput:
         """Forward pass and loss of one batch.
 
+        The collator validated the masks when it drew them; with ``debug`` they are checked
+        again against the input here (see :func:`~mambajepa.masks.check_batch_masks`).
+
         Raises:
-            MaskError: the batch's masks cannot drive a strict step (see :func:`check_batch_masks`).
+            MaskError: with ``debug``, masks that cannot drive a strict step.
         """
-        out = self.try_training_step(batch, step)
-        if isinstance(out, MaskError):
-            raise out
-        return out
+        if self.debug:
+            self.check_masks(batch)
+        return self._step(batch)
 
     def _step(self, batch: MaskedBatch) -> JEPAOutput:
         x = batch.inputs
@@ -590,56 +496,12 @@ class JEPA(Method):
         encoder = self.target_encoder.target if which == "target" else self.encoder
         return encoder(x)
 
+    def encode(self, batch: torch.Tensor | MaskedBatch) -> torch.Tensor:
+        """Token features ``(B, N, D)`` of the full inputs from :attr:`feature_encoder` (what probes read).
 
-# ----------------------------------------------------------------------------------------------
-# data
-
-
-def build_dataset(data: JEPADataConfig, split: Literal["train", "val", "test"], num_items: int) -> Any:
-    """The dataset of ``data`` for ``split``.
-
-    ShapesWorld has three disjoint splits; CIFAR-10 maps ``val`` and ``test`` to its test set;
-    video folders map them to ``data.val_root`` (or the training folder when it is unset).
-
-    Args:
-        data: the data section of the config.
-        split: ``train``, ``val`` or ``test``.
-        num_items: ShapesWorld items (ignored by on-disk data sets).
-
-    Returns:
-        A map-style dataset.
-
-    Raises:
-        DataError: on-disk data that cannot be found or read.
-    """
-    from mambajepa.data.transforms import Normalize, build_transform
-
-    if data.dataset in ("shapes_images", "shapes_videos"):
-        world = ShapesConfig(max_objects=data.max_objects)
-        normalize = Normalize() if data.normalize else None
-        if data.dataset == "shapes_videos":
-            return ShapesVideos(
-                split, data.image_size, num_items, data.seed, world, normalize, num_frames=data.num_frames
-            )
-        return ShapesImages(split, data.image_size, num_items, data.seed, world, normalize)
-
-    train = split == "train"
-    if data.dataset == "cifar10":
-        from mambajepa.data.cifar10 import CIFAR10
-
-        transform = build_transform(
-            data.image_size, train and data.augment, data.normalize, crop_fraction=1.0
-        )
-        return CIFAR10(data.root, "train" if train else "test", transform=transform)
-    from mambajepa.data.video import VideoClips
-
-    folder = data.root if train or not data.val_root else data.val_root
-    return VideoClips(
-        folder,
-        num_frames=data.num_frames,
-        stride=data.frame_stride,
-        size=data.image_size,
-        random_start=train,
-        seed=data.seed,
-        transform=Normalize() if data.normalize else None,
-    )
+        Args:
+            batch: ``(B, C, H, W)`` / ``(B, C, T, H, W)`` inputs, or a :class:`MaskedBatch` (its
+                masks are ignored).
+        """
+        x = batch.inputs if isinstance(batch, MaskedBatch) else batch
+        return self.features(x, self.feature_encoder)

@@ -1,8 +1,10 @@
 """MLP regression of a fixed random function: the smallest real method, used to exercise the engine.
 
-A frozen random "teacher" MLP (seeded by ``data.seed``) maps Gaussian inputs to targets; a
-small "student" MLP learns it with an MSE loss. Everything is generated in memory, trains in
-seconds on a CPU, and shows real learning (validation MSE falls far below the target variance).
+A frozen random "teacher" MLP (seeded by ``data.seed``) maps Gaussian inputs to targets (the
+registered dataset ``random_function``); a small "student" MLP learns it with an MSE loss.
+Everything is generated in memory, trains in seconds on a CPU, and shows real learning
+(validation MSE falls far below the target variance). Its samples carry no class labels, so the
+method implements no :meth:`~mambajepa.methods.base.Method.encode` and offers no ``probe``.
 
 Dimensions: ``B`` batch, ``I`` input features, ``H`` hidden width, ``O`` outputs.
 """
@@ -16,12 +18,12 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
 from mambajepa.config import RunConfig
 from mambajepa.core.errors import ConfigError
+from mambajepa.data.random_function import RandomFunctionDataset
 from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput
-from mambajepa.registry import register_method
+from mambajepa.registry import build_dataset, register_method
 
 __all__ = [
     "RegressionModelConfig",
@@ -93,45 +95,6 @@ class RegressionConfig(RunConfig):
     loss: RegressionLossConfig = field(default_factory=RegressionLossConfig)  # loss function
 
 
-class RandomFunctionDataset(Dataset):
-    """Pairs ``{"x": (I,), "y": (O,)}`` of a fixed random teacher MLP, generated once in memory.
-
-    Args:
-        num: number of samples.
-        in_dim: input features.
-        out_dim: outputs.
-        teacher_hidden: hidden width of the teacher.
-        seed: teacher weights come from ``seed``; inputs from ``seed`` and ``split``.
-        split: ``"train"`` or ``"val"`` (different inputs, same function).
-        noise: std of additive target noise.
-    """
-
-    def __init__(
-        self,
-        num: int,
-        in_dim: int,
-        out_dim: int,
-        teacher_hidden: int,
-        seed: int,
-        split: str,
-        noise: float = 0.0,
-    ) -> None:
-        teacher_gen = torch.Generator().manual_seed(seed)
-        w1 = torch.randn(in_dim, teacher_hidden, generator=teacher_gen) / in_dim**0.5  # (I, Ht)
-        w2 = torch.randn(teacher_hidden, out_dim, generator=teacher_gen) / teacher_hidden**0.5  # (Ht, O)
-        sample_gen = torch.Generator().manual_seed(seed + (1 if split == "train" else 2))
-        self.x = torch.randn(num, in_dim, generator=sample_gen)  # (N, I)
-        self.y = torch.tanh(self.x @ w1) @ w2  # (N, O)
-        if noise > 0:
-            self.y = self.y + noise * torch.randn(self.y.shape, generator=sample_gen)
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "y": self.y[index]}
-
-
 @register_method("mlp_regression")
 class MLPRegression(Method):
     """A student MLP regressing the random teacher function (see module docstring)."""
@@ -161,15 +124,12 @@ class MLPRegression(Method):
 
     def build_data(self, config: RegressionConfig) -> DataSpec:
         m, d = config.model, config.data
-        train = RandomFunctionDataset(
-            d.n_train, m.in_dim, m.out_dim, d.teacher_hidden, d.seed, "train", d.noise
+        args = dict(in_dim=m.in_dim, out_dim=m.out_dim, n_train=d.n_train, n_val=d.n_val)
+        args.update(teacher_hidden=d.teacher_hidden, noise=d.noise, seed=d.seed)
+        return DataSpec(
+            train=build_dataset("random_function", split="train", **args),
+            val=build_dataset("random_function", split="val", **args),
         )
-        val = (
-            RandomFunctionDataset(d.n_val, m.in_dim, m.out_dim, d.teacher_hidden, d.seed, "val")
-            if d.n_val
-            else None
-        )
-        return DataSpec(train=train, val=val)
 
     def param_groups(self) -> list[ParamGroupSpec]:
         return [

@@ -5,8 +5,9 @@ Every mixer follows one contract (``y = layer(x)``, ``layer(x, state=s, return_s
 :func:`mambajepa.ssm.dispatch.resolve_impl`.
 """
 
+from mambajepa.nn.drop_path import DropPath
 from mambajepa.ssm.bimamba import Bidirectional, BiMamba
-from mambajepa.ssm.block import Block, DropPath, GatedMLP
+from mambajepa.ssm.block import Block, GatedMLP
 from mambajepa.ssm.dispatch import resolve_impl
 from mambajepa.ssm.lm import LMOutput, MambaLMConfig, MambaLMHeadModel
 from mambajepa.ssm.mamba1 import Mamba1, Mamba1State

@@ -78,7 +78,7 @@ class BiMamba(_NoStreaming, Mamba1):
         if state is not None or return_state:
             raise _no_streaming(self)
         self._check_input(x, 3)
-        impl = resolve_impl(self.impl, x.device)
+        impl = resolve_impl(self.impl, x.device, x.dtype)
         xs, z = self._in_proj_parts(x)  # (B, E, L), (L, B, E)
         y_f, _ = self._scan_direction(
             xs, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, None, impl
@@ -87,7 +87,7 @@ class BiMamba(_NoStreaming, Mamba1):
             xs.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, None, impl
         )
         y = y_f + y_b.flip(0)  # (L, B, E)
-        out = self.out_proj((y * F.silu(z.float())).to(x.dtype)).transpose(0, 1).contiguous()  # (B, L, D)
+        out = self.out_proj((y * F.silu(z.to(y.dtype))).to(x.dtype)).transpose(0, 1).contiguous()  # (B, L, D)
         return out / 2 if self.divide_out else out
 
 

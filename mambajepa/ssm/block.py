@@ -15,25 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class DropPath(nn.Module):
-    """Stochastic depth: zero a sample's branch with probability ``p`` in training, rescale the rest."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop path probability p={p} must be in [0, 1)")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+from mambajepa.nn.drop_path import DropPath
 
 
 class GatedMLP(nn.Module):
@@ -80,7 +62,8 @@ class Block(nn.Module):
         norm_cls: ``norm_cls(dim) -> nn.Module`` (``RMSNorm`` or ``nn.LayerNorm``).
         fused_add_norm: accepted for ``mamba_ssm`` compatibility; the add and the norm are the
             same operations either way (no fused kernel is used).
-        residual_in_fp32: keep the residual stream in fp32.
+        residual_in_fp32: keep the residual stream in at least fp32 (``promote(dtype, fp32)``:
+            fp32 for low-precision inputs, fp64 stays fp64).
         drop_path: stochastic-depth probability applied to the branch output before it joins the
             residual (VideoMamba's placement).
     """
@@ -112,7 +95,7 @@ class Block(nn.Module):
         weight = getattr(norm, "weight", None)
         normed = norm(residual if weight is None else residual.to(weight.dtype))
         if self.residual_in_fp32:
-            residual = residual.float()
+            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
         return normed, residual
 
     def _mlp(self, hidden: torch.Tensor, residual: torch.Tensor):

@@ -134,7 +134,8 @@ class MambaLMHeadModel(nn.Module):
         return self.lm_head(hidden), state
 
     def _sample(self, logits: torch.Tensor, temperature: float, top_k: int, generator) -> torch.Tensor:
-        logits = logits[:, : self.config.vocab_size].float()  # never sample padding rows
+        logits = logits[:, : self.config.vocab_size]  # never sample padding rows
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         if temperature == 0.0 or top_k == 1:
             return logits.argmax(-1)
         logits = logits / temperature

@@ -29,7 +29,7 @@ class Mamba1State:
 
     Attributes:
         conv: last ``d_conv`` inputs of the convolution, ``(B, E, K)``.
-        ssm: SSM state, ``(B, E, N)`` (fp32).
+        ssm: SSM state, ``(B, E, N)`` (fp32, or fp64 for fp64 layers).
     """
 
     conv: torch.Tensor
@@ -131,19 +131,23 @@ class Mamba1(nn.Module):
                 nn.init.uniform_(dt_proj.weight, -std, std)
             dt_proj.bias.copy_(inverse_softplus_dt(E, dt_min, dt_max, dt_init_floor, factory["device"]))
         dt_proj.bias._no_reinit = True
-        A = torch.arange(1, N + 1, dtype=torch.float32, device=factory["device"]).repeat(E, 1)  # (E, N)
+        # A_log and D: fp32 for low-precision layers like mamba_ssm, fp64 for fp64 ones
+        wide_dtype = torch.promote_types(factory["dtype"] or torch.get_default_dtype(), torch.float32)
+        wide = {"device": factory["device"], "dtype": wide_dtype}
+        A = torch.arange(1, N + 1, **wide).repeat(E, 1)  # (E, N)
         A_log = nn.Parameter(torch.log(A))
-        D = nn.Parameter(torch.ones(E, device=factory["device"]))
+        D = nn.Parameter(torch.ones(E, **wide))
         no_weight_decay(A_log, D)
         return conv1d, x_proj, dt_proj, A_log, D
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> Mamba1State:
-        """Zero state for ``batch_size`` sequences (conv in ``dtype``, SSM state in fp32)."""
+        """Zero state for ``batch_size`` sequences (conv in ``dtype``, SSM state in ``promote(dtype, fp32)``)."""
         device = device or self.in_proj.weight.device
         dtype = dtype or self.in_proj.weight.dtype
+        cdt = torch.promote_types(dtype, torch.float32)
         return Mamba1State(
             conv=torch.zeros(batch_size, self.d_inner, self.d_conv, device=device, dtype=dtype),
-            ssm=torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=torch.float32),
+            ssm=torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=cdt),
         )
 
     def _check_input(self, x: torch.Tensor, ndim: int) -> None:
@@ -168,8 +172,10 @@ class Mamba1(nn.Module):
         """conv -> SiLU -> (dt, B, C) -> selective scan -> + D x; no gate.
 
         Takes x channel-first ``(B, E, L)`` (or ``(B, L, E)`` when ``channels_last``) and returns
-        y time-major ``(L, B, E)`` in fp32 (the scan layout), so that no other transposed copy is made.
+        y time-major ``(L, B, E)`` (the scan layout), so that no other transposed copy is made, in
+        the compute dtype ``promote(x.dtype, fp32)``.
         """
+        cdt = torch.promote_types(x.dtype, torch.float32)
         xc, conv_state = causal_conv1d(
             x,
             conv1d.weight,
@@ -182,8 +188,8 @@ class Mamba1(nn.Module):
         # SiLU after the one transposed copy, so that it and its backward run on contiguous memory
         u = F.silu((xc.transpose(0, 1) if channels_last else xc.permute(2, 0, 1)).contiguous())  # (L, B, E)
         dt, B, C = x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)  # (L, B, .)
-        delta = F.softplus(F.linear(dt, dt_proj.weight, dt_proj.bias).float())  # (L, B, E), bias in the GEMM
-        A = -torch.exp(A_log.float())  # (E, N)
+        delta = F.softplus(F.linear(dt, dt_proj.weight, dt_proj.bias).to(cdt))  # (L, B, E), bias in the GEMM
+        A = -torch.exp(A_log.to(cdt))  # (E, N)
         y, ssm_state = selective_scan(
             u,
             delta,
@@ -195,7 +201,7 @@ class Mamba1(nn.Module):
             chunk_size=self.chunk_size,
             time_major=True,
         )
-        y = torch.addcmul(y.float(), u.float(), D.float())  # + D u
+        y = torch.addcmul(y.to(cdt), u.to(cdt), D.to(cdt))  # + D u
         return y, Mamba1State(conv_state, ssm_state)
 
     def _in_proj_parts(
@@ -231,25 +237,26 @@ class Mamba1(nn.Module):
             ShapeError: x is not ``(B, L, d_model)``.
         """
         self._check_input(x, 3)
-        impl = resolve_impl(self.impl, x.device)
+        impl = resolve_impl(self.impl, x.device, x.dtype)
         xs, z = self._in_proj_parts(x, channels_last=True)  # (B, L, E), (L, B, E)
         y, new_state = self._scan_direction(
             xs, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, state, impl, channels_last=True
         )
-        out = self.out_proj((y * F.silu(z.float())).to(x.dtype))  # (L, B, D)
+        out = self.out_proj((y * F.silu(z.to(y.dtype))).to(x.dtype))  # (L, B, D)
         out = out.transpose(0, 1).contiguous()  # (B, L, D)
         return (out, new_state) if return_state else out
 
     def _step_direction(
         self, x_t, conv1d, x_proj, dt_proj, A_log, D, state: Mamba1State
     ) -> tuple[torch.Tensor, Mamba1State]:
+        cdt = torch.promote_types(x_t.dtype, torch.float32)
         xc, conv_state = causal_conv1d_step(x_t, conv1d.weight, conv1d.bias, state.conv)  # (B, E)
         dt, B, C = x_proj(xc).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.softplus(F.linear(dt, dt_proj.weight).float() + dt_proj.bias.float())  # (B, E)
-        A = -torch.exp(A_log.float())
+        delta = F.softplus(F.linear(dt, dt_proj.weight).to(cdt) + dt_proj.bias.to(cdt))  # (B, E)
+        A = -torch.exp(A_log.to(cdt))
         decay = torch.exp(delta.unsqueeze(-1) * A)  # (B, E, N)
-        h = decay * state.ssm + (delta * xc.float()).unsqueeze(-1) * B.float().unsqueeze(1)
-        y = (h * C.float().unsqueeze(1)).sum(-1) + xc.float() * D.float()  # (B, E)
+        h = decay * state.ssm + (delta * xc.to(cdt)).unsqueeze(-1) * B.to(cdt).unsqueeze(1)
+        y = (h * C.to(cdt).unsqueeze(1)).sum(-1) + xc.to(cdt) * D.to(cdt)  # (B, E)
         return y, Mamba1State(conv_state, h)
 
     def step(self, x_t: torch.Tensor, state: Mamba1State) -> tuple[torch.Tensor, Mamba1State]:
@@ -270,4 +277,4 @@ class Mamba1(nn.Module):
         y, new_state = self._step_direction(
             xs, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, state
         )
-        return self.out_proj((y * F.silu(z.float())).to(x_t.dtype)), new_state
+        return self.out_proj((y * F.silu(z.to(y.dtype))).to(x_t.dtype)), new_state

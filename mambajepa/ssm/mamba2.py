@@ -94,7 +94,7 @@ class Mamba2State:
 
     Attributes:
         conv: last ``d_conv`` inputs of the convolution, ``(B, S + 2GN, K)``.
-        ssm: SSM state, ``(B, H, P, N)`` (fp32).
+        ssm: SSM state, ``(B, H, P, N)`` (fp32, or fp64 for fp64 layers).
     """
 
     conv: torch.Tensor
@@ -208,13 +208,17 @@ class Mamba2(nn.Module):
         if conv_init is not None:
             nn.init.uniform_(self.conv1d.weight, -conv_init, conv_init)
         self.act = nn.SiLU()
-        self.dt_bias = nn.Parameter(inverse_softplus_dt(self.nheads, dt_min, dt_max, dt_init_floor, device))
+        # dt_bias and D: fp32 for low-precision layers like mamba_ssm, fp64 for fp64 ones
+        wide_dtype = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        wide = {"device": device, "dtype": wide_dtype}
+        dt_bias = inverse_softplus_dt(self.nheads, dt_min, dt_max, dt_init_floor, device)
+        self.dt_bias = nn.Parameter(dt_bias.to(wide_dtype))
         lo, hi = A_init_range
         if not 0 < lo <= hi:
             raise ConfigError(f"A_init_range={A_init_range} must satisfy 0 < low <= high")
         A = torch.empty(self.nheads, dtype=torch.float32, device=device).uniform_(lo, hi)
         self.A_log = nn.Parameter(torch.log(A).to(dtype=dtype))
-        self.D = nn.Parameter(torch.ones(self.d_ssm if D_has_hdim else self.nheads, device=device))
+        self.D = nn.Parameter(torch.ones(self.d_ssm if D_has_hdim else self.nheads, **wide))
         no_weight_decay(self.dt_bias, self.A_log, self.D)
         if rmsnorm:
             self.norm = RMSNormGated(
@@ -227,14 +231,13 @@ class Mamba2(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> Mamba2State:
-        """Zero state for ``batch_size`` sequences (conv in ``dtype``, SSM state in fp32)."""
+        """Zero state for ``batch_size`` sequences (conv in ``dtype``, SSM state in ``promote(dtype, fp32)``)."""
         device = device or self.in_proj.weight.device
         dtype = dtype or self.in_proj.weight.dtype
+        cdt = torch.promote_types(dtype, torch.float32)
         return Mamba2State(
             conv=torch.zeros(batch_size, self.conv_dim, self.d_conv, device=device, dtype=dtype),
-            ssm=torch.zeros(
-                batch_size, self.nheads, self.headdim, self.d_state, device=device, dtype=torch.float32
-            ),
+            ssm=torch.zeros(batch_size, self.nheads, self.headdim, self.d_state, device=device, dtype=cdt),
         )
 
     def _check_input(self, x: torch.Tensor, ndim: int) -> None:
@@ -259,28 +262,32 @@ class Mamba2(nn.Module):
         return zxbcdt.split([self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, self.nheads], dim=-1)
 
     def _discretise_dt(self, dt: torch.Tensor) -> torch.Tensor:
-        dt = F.softplus(dt.float() + self.dt_bias.float())
+        """``softplus(dt + dt_bias)``, clamped to ``dt_limit``, in ``promote(dt.dtype, fp32)``."""
+        cdt = torch.promote_types(dt.dtype, torch.float32)
+        dt = F.softplus(dt.to(cdt) + self.dt_bias.to(cdt))
         if self.dt_limit != (0.0, float("inf")):
             dt = dt.clamp(*self.dt_limit)
         return dt
 
-    def _skip_weight(self) -> torch.Tensor:
-        """``D`` shaped to multiply x ``(..., H, P)``: ``(H, P)`` or ``(H, 1)``."""
-        D = self.D.float()
+    def _skip_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """``D`` in ``dtype``, shaped to multiply x ``(..., H, P)``: ``(H, P)`` or ``(H, 1)``."""
+        D = self.D.to(dtype)
         return D.view(self.nheads, self.headdim) if self.D_has_hdim else D.unsqueeze(-1)
 
     def _output(
         self, y: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, x0: torch.Tensor, dtype
     ) -> torch.Tensor:
-        """Gate/norm the SSM output ``(..., S)``, prepend the gated MLP part, project out."""
+        """Gate/norm the SSM output ``(..., S)`` (compute dtype), prepend the gated MLP part, project
+        out to ``dtype``."""
+        cdt = y.dtype
         if self.rmsnorm and not self.norm_before_gate:
             y = gated_rms_norm(y, z, self.norm)
         elif self.rmsnorm:
             y = self.norm(y, z)
         else:
-            y = y * F.silu(z.float())
+            y = y * F.silu(z.to(cdt))
         if self.d_mlp > 0:
-            y = torch.cat([F.silu(z0.float()) * x0.float(), y.float()], dim=-1)
+            y = torch.cat([F.silu(z0.to(cdt)) * x0.to(cdt), y], dim=-1)
         return self.out_proj(y.to(dtype))
 
     def forward(
@@ -301,7 +308,8 @@ class Mamba2(nn.Module):
         """
         self._check_input(x, 3)
         batch, length, _ = x.shape
-        impl = resolve_impl(self.impl, x.device)
+        cdt = torch.promote_types(x.dtype, torch.float32)
+        impl = resolve_impl(self.impl, x.device, x.dtype)
         z0, x0, z, xBC, dt = self._in_proj_parts(x)
         xBC, conv_state = causal_conv1d(
             xBC,
@@ -317,14 +325,14 @@ class Mamba2(nn.Module):
         y, ssm_state = ssd_scan(
             xs,
             self._discretise_dt(dt),  # (B, L, H)
-            -torch.exp(self.A_log.float()),
+            -torch.exp(self.A_log.to(cdt)),
             B.reshape(batch, length, self.ngroups, self.d_state),  # (B, L, G, N)
             C.reshape(batch, length, self.ngroups, self.d_state),
             None if state is None else state.ssm,
             impl=impl,
             chunk_size=self.chunk_size if impl == "fused" else min(self.chunk_size, CHUNKED_MAX_CHUNK),
         )
-        y = torch.addcmul(y.float(), xs.float(), self._skip_weight()).reshape(
+        y = torch.addcmul(y.to(cdt), xs.to(cdt), self._skip_weight(cdt)).reshape(
             batch, length, self.d_ssm
         )  # + D x
         out = self._output(y, z, z0, x0, x.dtype)
@@ -345,16 +353,17 @@ class Mamba2(nn.Module):
         """
         self._check_input(x_t, 2)
         batch = x_t.shape[0]
+        cdt = torch.promote_types(x_t.dtype, torch.float32)
         z0, x0, z, xBC, dt = self._split_in_proj(self.in_proj(x_t))
         xBC, conv_state = causal_conv1d_step(xBC, self.conv1d.weight, self.conv1d.bias, state.conv)
         xs, B, C = xBC.split([self.d_ssm, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
-        xs = xs.float().view(batch, self.nheads, self.headdim)  # (B, H, P)
+        xs = xs.to(cdt).view(batch, self.nheads, self.headdim)  # (B, H, P)
         rep = self.nheads // self.ngroups
-        B = B.float().view(batch, self.ngroups, self.d_state).repeat_interleave(rep, dim=1)  # (B, H, N)
-        C = C.float().view(batch, self.ngroups, self.d_state).repeat_interleave(rep, dim=1)
+        B = B.to(cdt).view(batch, self.ngroups, self.d_state).repeat_interleave(rep, dim=1)  # (B, H, N)
+        C = C.to(cdt).view(batch, self.ngroups, self.d_state).repeat_interleave(rep, dim=1)
         dt = self._discretise_dt(dt)  # (B, H)
-        decay = torch.exp(dt * -torch.exp(self.A_log.float()))[:, :, None, None]  # (B, H, 1, 1)
+        decay = torch.exp(dt * -torch.exp(self.A_log.to(cdt)))[:, :, None, None]  # (B, H, 1, 1)
         h = decay * state.ssm + (dt.unsqueeze(-1) * xs).unsqueeze(-1) * B.unsqueeze(2)  # (B, H, P, N)
-        y = torch.addcmul(torch.einsum("bhpn,bhn->bhp", h, C), xs, self._skip_weight())
+        y = torch.addcmul(torch.einsum("bhpn,bhn->bhp", h, C), xs, self._skip_weight(cdt))
         out = self._output(y.reshape(batch, self.d_ssm), z, z0, x0, x_t.dtype)
         return out, Mamba2State(conv_state, h)

@@ -14,6 +14,9 @@ Dimension legend:
 The scans themselves live in :mod:`mambajepa.ssm.mamba3_scan`; ``impl`` picks one through
 :func:`mambajepa.ssm.dispatch.resolve_impl` (``fused`` runs the chunked form: the ``mamba_ssm``
 Mamba-3 kernels are not wired here).
+
+Everything after ``in_proj`` runs in the compute dtype ``promote(input dtype, fp32)``: fp32 for
+fp32, bf16 and fp16 inputs, fp64 for fp64 ones; the output has the input's dtype.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ from mambajepa.ssm.norm import RMSNorm, RMSNormGated
 class Mamba3State:
     """Recurrent state of one :class:`Mamba3` layer (the ``mamba_ssm`` inference-cache layout).
 
-    Attributes:
-        angle: ``(B, H, S)`` fp32 cumulative rotation angle, wrapped to [0, 2pi).
-        ssm: ``(B, H, P, N)`` fp32 SSM state ``h``.
-        k_prev: ``(B, R, H, N)`` fp32 rotated key of the last position (R = 1 for SISO).
+    Attributes (``angle``, ``ssm`` and ``k_prev`` in the compute dtype, fp32 or fp64):
+        angle: ``(B, H, S)`` cumulative rotation angle, wrapped to [0, 2pi).
+        ssm: ``(B, H, P, N)`` SSM state ``h``.
+        k_prev: ``(B, R, H, N)`` rotated key of the last position (R = 1 for SISO).
         v_prev: ``(B, H, P)`` input ``x`` of the last position (per-rank values are
             ``x * mimo_x``, so one copy serves every rank).
     """
@@ -145,19 +148,23 @@ class Mamba3(nn.Module):
         self.split_sizes = [self.d_inner, self.d_inner, R * G * N, R * G * N, H, H, H, self.num_rope_angles]
         self.in_proj = nn.Linear(d_model, sum(self.split_sizes), bias=False, **factory)
 
-        # dt_bias = softplus^{-1}(dt), dt log-uniform in [dt_min, dt_max]; fp32 like mamba_ssm
+        # dt_bias, B/C biases, MIMO weights and D: fp32 for low-precision layers like mamba_ssm,
+        # fp64 for fp64 ones
+        wide_dtype = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        wide = {"device": device, "dtype": wide_dtype}
+        # dt_bias = softplus^{-1}(dt), dt log-uniform in [dt_min, dt_max]
         log_dt = torch.rand(H, device=device) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         dt = torch.exp(log_dt).clamp(min=dt_init_floor)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
-        self.B_bias = nn.Parameter(torch.ones(H, R, N, device=device))
-        self.C_bias = nn.Parameter(torch.ones(H, R, N, device=device))
+        self.dt_bias = nn.Parameter((dt + torch.log(-torch.expm1(-dt))).to(wide_dtype))
+        self.B_bias = nn.Parameter(torch.ones(H, R, N, **wide))
+        self.C_bias = nn.Parameter(torch.ones(H, R, N, **wide))
         self.B_norm = RMSNorm(N, eps=1e-5, **factory)
         self.C_norm = RMSNorm(N, eps=1e-5, **factory)
         if is_mimo:
-            self.mimo_x = nn.Parameter(torch.full((H, R, headdim), 1.0 / R, device=device))
-            self.mimo_z = nn.Parameter(torch.ones(H, R, headdim, device=device))
-            self.mimo_o = nn.Parameter(torch.full((H, R, headdim), 1.0 / R, device=device))
-        self.D = nn.Parameter(torch.ones(H, device=device))
+            self.mimo_x = nn.Parameter(torch.full((H, R, headdim), 1.0 / R, **wide))
+            self.mimo_z = nn.Parameter(torch.ones(H, R, headdim, **wide))
+            self.mimo_o = nn.Parameter(torch.full((H, R, headdim), 1.0 / R, **wide))
+        self.D = nn.Parameter(torch.ones(H, **wide))
         if is_outproj_norm:
             self.norm = RMSNormGated(
                 self.d_inner, eps=1e-5, group_size=headdim, norm_before_gate=True, **factory
@@ -176,7 +183,7 @@ class Mamba3(nn.Module):
             batch_size: ``B``.
             device: defaults to the parameters' device.
             dtype: dtype of ``v_prev`` (a copy of the input); defaults to the parameters' dtype.
-                The other fields are fp32.
+                The other fields are in ``promote(dtype, fp32)``.
 
         Returns:
             A :class:`Mamba3State` of zeros.
@@ -184,11 +191,11 @@ class Mamba3(nn.Module):
         device = self.in_proj.weight.device if device is None else device
         dtype = self.in_proj.weight.dtype if dtype is None else dtype
         H, P, N, R, S = self.nheads, self.headdim, self.d_state, self.mimo_rank, self.num_rope_angles
-        f32 = {"device": device, "dtype": torch.float32}
+        compute = {"device": device, "dtype": torch.promote_types(dtype, torch.float32)}
         return Mamba3State(
-            angle=torch.zeros(batch_size, H, S, **f32),
-            ssm=torch.zeros(batch_size, H, P, N, **f32),
-            k_prev=torch.zeros(batch_size, R, H, N, **f32),
+            angle=torch.zeros(batch_size, H, S, **compute),
+            ssm=torch.zeros(batch_size, H, P, N, **compute),
+            k_prev=torch.zeros(batch_size, R, H, N, **compute),
             v_prev=torch.zeros(batch_size, H, P, device=device, dtype=dtype),
         )
 
@@ -212,44 +219,48 @@ class Mamba3(nn.Module):
         return getattr(self, name).transpose(0, 1) if self.is_mimo else None
 
     def _scan_inputs(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Project ``u (B, L, D)`` and derive the per-position scan inputs (fp32 except ``z``/``x``)."""
+        """Project ``u (B, L, D)`` and derive the per-position scan inputs (compute dtype except
+        ``z``/``x``, which keep the projection's dtype)."""
         H, P, N, G, R = self.nheads, self.headdim, self.d_state, self.ngroups, self.mimo_rank
+        cdt = torch.promote_types(u.dtype, torch.float32)
         z, x, b, c, dd_dt, dd_a, trap, ang = self.in_proj(u).split(self.split_sizes, dim=-1)
         x = x.unflatten(-1, (H, P))  # (B, L, H, P)
         z = z.unflatten(-1, (H, P))  # (B, L, H, P)
 
-        A = torch.clamp(-heavy_tail(dd_a.float()), max=-self.A_floor)  # (B, L, H)
-        dt = F.softplus(dd_dt.float() + self.dt_bias.float())  # (B, L, H)
-        lam = torch.sigmoid(trap.float())  # (B, L, H)
-        dtheta = dt[..., None] * math.pi * torch.tanh(ang.float())[:, :, None, :]  # (B, L, H, S)
+        A = torch.clamp(-heavy_tail(dd_a.to(cdt)), max=-self.A_floor)  # (B, L, H)
+        dt = F.softplus(dd_dt.to(cdt) + self.dt_bias.to(cdt))  # (B, L, H)
+        lam = torch.sigmoid(trap.to(cdt))  # (B, L, H)
+        dtheta = dt[..., None] * math.pi * torch.tanh(ang.to(cdt))[:, :, None, :]  # (B, L, H, S)
 
         def heads(proj: torch.Tensor, norm: RMSNorm, bias: torch.Tensor) -> torch.Tensor:
-            normed = norm(proj.unflatten(-1, (R, G, N))).float()  # (B, L, R, G, N)
-            bias = bias.float().transpose(0, 1).unflatten(1, (G, H // G))  # (H, R, N) -> (R, G, H/G, N)
+            normed = norm(proj.unflatten(-1, (R, G, N))).to(cdt)  # (B, L, R, G, N)
+            bias = bias.to(cdt).transpose(0, 1).unflatten(1, (G, H // G))  # (H, R, N) -> (R, G, H/G, N)
             # head h reads group h // (H/G)
             return (normed[:, :, :, :, None] + bias).flatten(3, 4)  # (B, L, R, H, N)
 
         k = heads(b, self.B_norm, self.B_bias)
         q = heads(c, self.C_norm, self.C_bias)
         mimo_x = self._rank_weights("mimo_x")
-        v = x.float()[:, :, None]  # (B, L, 1, H, P)
+        v = x.to(cdt)[:, :, None]  # (B, L, 1, H, P)
         if mimo_x is not None:
-            v = v * mimo_x.float()  # (B, L, R, H, P)
+            v = v * mimo_x.to(cdt)  # (B, L, R, H, P)
         return {"x": x, "z": z, "q": q, "k": k, "v": v, "adt": dt * A, "dt": dt, "lam": lam, "dtheta": dtheta}
 
     def _output(self, y: torch.Tensor, v: torch.Tensor, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Skip, gate (or gated norm), rank mix and ``out_proj``: ``y (B, L, R, H, P) -> (B, L, D)``."""
-        y = torch.addcmul(y, v, self.D.float()[:, None])  # + D v
+        """Skip, gate (or gated norm), rank mix and ``out_proj``: ``y (B, L, R, H, P) -> (B, L, D)``;
+        ``y`` and ``v`` are in the compute dtype, the result in ``dtype``."""
+        cdt = y.dtype
+        y = torch.addcmul(y, v, self.D.to(cdt)[:, None])  # + D v
         mimo_z, mimo_o = self._rank_weights("mimo_z"), self._rank_weights("mimo_o")
-        z = z.float()[:, :, None]  # (B, L, 1, H, P)
+        z = z.to(cdt)[:, :, None]  # (B, L, 1, H, P)
         if mimo_z is not None:
-            z = z * mimo_z.float()  # (B, L, R, H, P)
+            z = z * mimo_z.to(cdt)  # (B, L, R, H, P)
         if self.is_outproj_norm:
             gated = self.norm(y.flatten(-2), z.expand_as(y).flatten(-2))  # (B, L, R, E), per-head groups
             y = gated.unflatten(-1, (self.nheads, self.headdim))  # (B, L, R, H, P)
         else:
             y = y * F.silu(z)
-        y = y[:, :, 0] if mimo_o is None else (y * mimo_o.float()).sum(dim=2)  # (B, L, H, P)
+        y = y[:, :, 0] if mimo_o is None else (y * mimo_o.to(cdt)).sum(dim=2)  # (B, L, H, P)
         return self.out_proj(y.flatten(-2).to(dtype))
 
     def forward(
@@ -270,7 +281,7 @@ class Mamba3(nn.Module):
         """
         if u.dim() != 3 or u.shape[-1] != self.d_model or u.shape[1] < 1:
             raise ShapeError(f"Mamba3 input has shape {tuple(u.shape)}, expected (B, L>=1, {self.d_model})")
-        impl = resolve_impl(self.impl, u.device)
+        impl = resolve_impl(self.impl, u.device, u.dtype)
         out, new_state = self._run(u, state, impl)
         return (out, new_state) if return_state else out
 
@@ -299,9 +310,10 @@ class Mamba3(nn.Module):
         self._check_state(state, batch)
         inputs = self._scan_inputs(u)
         mimo_x = self._rank_weights("mimo_x")
-        v_prev = state.v_prev.float()[:, None]  # (B, 1, H, P)
+        cdt = inputs["v"].dtype
+        v_prev = state.v_prev.to(cdt)[:, None]  # (B, 1, H, P)
         if mimo_x is not None:
-            v_prev = v_prev * mimo_x.float()  # (B, R, H, P)
+            v_prev = v_prev * mimo_x.to(cdt)  # (B, R, H, P)
         scan_state = ScanState(state.angle, state.ssm, state.k_prev, v_prev)
         args = [inputs[name] for name in ("q", "k", "v", "adt", "dt", "lam", "dtheta")]
         if impl == "ref":

@@ -16,8 +16,10 @@ Dimension legend:
     H  heads            P  head dim (values)    N  state dim (keys / queries)
     S  rotation angles  C  chunks               Q  chunk length
 
-Carried state (all fp32): ``angle (B, H, S)`` wrapped to [0, 2pi), ``ssm (B, H, P, N)``,
-``k_prev (B, R, H, N)`` the last rotated key, ``v_prev (B, R, H, P)`` the last per-rank value.
+Both compute in ``promote(q.dtype, fp32)``: fp32 for fp32 and lower-precision inputs, fp64 for
+fp64 ones. Carried state (in that dtype): ``angle (B, H, S)`` wrapped to [0, 2pi),
+``ssm (B, H, P, N)``, ``k_prev (B, R, H, N)`` the last rotated key, ``v_prev (B, R, H, P)`` the
+last per-rank value.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ MATRIX_PASS_MAX_CHUNKS = 32
 
 
 class ScanState(NamedTuple):
-    """Recurrent state of one Mamba-3 scan (fp32 tensors, shapes in the module legend)."""
+    """Recurrent state of one Mamba-3 scan (compute-dtype tensors, shapes in the module legend)."""
 
     angle: torch.Tensor  # (B, H, S) cumulative rotation, wrapped to [0, 2pi)
     ssm: torch.Tensor  # (B, H, P, N)
@@ -105,9 +107,9 @@ def angle_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def wrap_angle(theta: torch.Tensor) -> torch.Tensor:
-    """Accumulated angles wrapped to [0, 2pi) and returned in fp32."""
-    return torch.remainder(theta, TWO_PI).float()
+def wrap_angle(theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Accumulated angles wrapped to [0, 2pi) and returned in ``dtype`` (the compute dtype)."""
+    return torch.remainder(theta, TWO_PI).to(dtype)
 
 
 def mamba3_scan_ref(
@@ -120,7 +122,7 @@ def mamba3_scan_ref(
     dtheta: torch.Tensor,
     state: ScanState,
 ) -> tuple[torch.Tensor, ScanState]:
-    """Sequential Mamba-3 scan with an fp32 state: the ground truth, one position at a time.
+    """Sequential Mamba-3 scan in ``promote(q.dtype, fp32)``: the ground truth, one position at a time.
 
     Args:
         q: ``(B, L, R, H, N)`` queries (normed, biased, not yet rotated).
@@ -133,23 +135,25 @@ def mamba3_scan_ref(
         state: the state before the first position.
 
     Returns:
-        ``y (B, L, R, H, P)`` (``h_t q_{t,r}``, fp32) and the state after the last position.
+        ``y (B, L, R, H, P)`` (``h_t q_{t,r}``, compute dtype) and the state after the last position.
     """
+    cdt = torch.promote_types(q.dtype, torch.float32)
     acc = angle_dtype(q.device)
     theta = state.angle.to(acc)  # (B, H, S), accumulated like the chunked form
-    h = state.ssm.float()  # (B, H, P, N)
-    k_prev, v_prev = state.k_prev.float(), state.v_prev.float()
-    alpha = adt.float().exp()
-    beta = (1.0 - lam.float()) * dt.float() * alpha
-    gamma = lam.float() * dt.float()
+    h = state.ssm.to(cdt)  # (B, H, P, N)
+    k_prev, v_prev = state.k_prev.to(cdt), state.v_prev.to(cdt)
+    adt, dt, lam = adt.to(cdt), dt.to(cdt), lam.to(cdt)
+    alpha = adt.exp()
+    beta = (1.0 - lam) * dt * alpha
+    gamma = lam * dt
     ys = []
     for t in range(q.shape[1]):
         theta = theta + dtheta[:, t].to(acc)
-        angle = wrap_angle(theta)[:, None]  # (B, 1, H, S), shared by the R ranks
+        angle = wrap_angle(theta, cdt)[:, None]  # (B, 1, H, S), shared by the R ranks
         cos, sin = angle.cos(), angle.sin()
-        k_t = rotate_pairs(k[:, t].float(), cos, sin)  # (B, R, H, N)
-        q_t = rotate_pairs(q[:, t].float(), cos, sin)
-        v_t = v[:, t].float()  # (B, R, H, P)
+        k_t = rotate_pairs(k[:, t].to(cdt), cos, sin)  # (B, R, H, N)
+        q_t = rotate_pairs(q[:, t].to(cdt), cos, sin)
+        v_t = v[:, t].to(cdt)  # (B, R, H, P)
         h = (
             alpha[:, t, :, None, None] * h
             + beta[:, t, :, None, None] * torch.einsum("brhp,brhn->bhpn", v_prev, k_prev)
@@ -157,7 +161,7 @@ def mamba3_scan_ref(
         )
         ys.append(torch.einsum("bhpn,brhn->brhp", h, q_t))
         k_prev, v_prev = k_t, v_t
-    return torch.stack(ys, dim=1), ScanState(wrap_angle(theta), h, k_prev, v_prev)
+    return torch.stack(ys, dim=1), ScanState(wrap_angle(theta, cdt), h, k_prev, v_prev)
 
 
 class _IntraChunkWeights(torch.autograd.Function):
@@ -244,17 +248,18 @@ def mamba3_scan_chunked(
         chunk_size: chunk length ``Q``; ``L`` need not be a multiple of it.
 
     Returns:
-        ``y (B, L, R, H, P)`` (fp32) and the state after the last position.
+        ``y (B, L, R, H, P)`` (compute dtype) and the state after the last position.
     """
     length, rank = q.shape[1], q.shape[2]
     chunk = max(1, min(chunk_size, length))
-    q, k, v = q.float(), k.float(), v.float()
-    adt, dt, lam = adt.float(), dt.float(), lam.float()
+    cdt = torch.promote_types(q.dtype, torch.float32)
+    q, k, v = q.to(cdt), k.to(cdt), v.to(cdt)
+    adt, dt, lam = adt.to(cdt), dt.to(cdt), lam.to(cdt)
 
     # 1. cumulative rotation (float64 accumulation, wrapped), applied to keys and queries
     acc = angle_dtype(q.device)
     theta = state.angle.to(acc)[:, None] + dtheta.to(acc).cumsum(dim=1)  # (B, L, H, S)
-    angle = wrap_angle(theta)[:, :, None]  # (B, L, 1, H, S)
+    angle = wrap_angle(theta, cdt)[:, :, None]  # (B, L, 1, H, S)
     cos, sin = angle.cos(), angle.sin()
     k = rotate_pairs(k, cos, sin)  # (B, L, R, H, N)
     q = rotate_pairs(q, cos, sin)
@@ -263,8 +268,8 @@ def mamba3_scan_chunked(
     gamma = lam * dt  # (B, L, H)
     mu = (1.0 - lam) * dt
     scale = gamma + F.pad(mu[:, 1:], (0, 0, 0, 1))  # (B, L, H)
-    h0 = state.ssm.float() + mu[:, 0, :, None, None] * torch.einsum(
-        "brhp,brhn->bhpn", state.v_prev.float(), state.k_prev.float()
+    h0 = state.ssm.to(cdt) + mu[:, 0, :, None, None] * torch.einsum(
+        "brhp,brhn->bhpn", state.v_prev.to(cdt), state.k_prev.to(cdt)
     )  # (B, H, P, N)
 
     # 3. chunk layout: (B, H, C, Q*R, .) with the rank as the fastest key index
@@ -304,7 +309,7 @@ def mamba3_scan_chunked(
     # back to (B, L, R, H, P)
     y = y.unflatten(-2, (chunk, rank)).permute(0, 2, 3, 4, 1, 5).flatten(1, 2)[:, :length]
     # clones: the state must not keep the whole sequence's buffers alive
-    final = ScanState(wrap_angle(theta[:, -1]), final_ssm, k[:, -1].clone(), v[:, -1].clone())
+    final = ScanState(wrap_angle(theta[:, -1], cdt), final_ssm, k[:, -1].clone(), v[:, -1].clone())
     return y, final
 
 

@@ -1,4 +1,8 @@
-"""RMS normalisations in the ``mamba_ssm`` layout (parameter ``weight``, fp32 statistics)."""
+"""RMS normalisations in the ``mamba_ssm`` layout (parameter ``weight``).
+
+Statistics are computed in ``promote(x.dtype, fp32)`` (fp32 for low-precision inputs, fp64 for
+fp64 ones) and the result is returned in x's dtype.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ from torch import nn
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """``x / rms(x) * weight`` over the last dimension, computed in fp32, returned in x's dtype."""
-    xf = x.float()
+    """``x / rms(x) * weight`` over the last dimension, computed in ``promote(x.dtype, fp32)``,
+    returned in x's dtype."""
+    cdt = torch.promote_types(x.dtype, torch.float32)
+    xf = x.to(cdt)
     out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if weight is not None:
-        out = out * weight.float()
+        out = out * weight.to(cdt)
     return out.to(x.dtype)
 
 
@@ -57,15 +63,18 @@ class RMSNormGated(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         dtype = x.dtype
-        xf = x.float()
+        cdt = torch.promote_types(dtype, torch.float32)
+        xf = x.to(cdt)
         if z is not None and not self.norm_before_gate:
-            xf = xf * F.silu(z.float())
+            xf = xf * F.silu(z.to(cdt))
         grouped = xf.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
         grouped = grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + self.eps)
-        out = grouped.flatten(-2) * self.weight.float()
+        out = grouped.flatten(-2) * self.weight.to(cdt)
         if z is not None and self.norm_before_gate:
-            out = out * F.silu(z.float())
+            out = out * F.silu(z.to(cdt))
         return out.to(dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, group_size={self.group_size}, norm_before_gate={self.norm_before_gate}"
+        return (
+            f"{self.weight.shape[0]}, group_size={self.group_size}, norm_before_gate={self.norm_before_gate}"
+        )

@@ -224,8 +224,9 @@ def selective_scan_fused(
     C: torch.Tensor,
     initial_state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mamba_ssm``'s CUDA ``selective_scan_fn`` (no initial state: falls back to chunked)."""
-    if initial_state is not None or not kernel_available("mamba_ssm"):
+    """``mamba_ssm``'s CUDA ``selective_scan_fn`` (fp32 ``A`` and state); falls back to chunked for an
+    initial state or fp64 inputs, which it does not take."""
+    if initial_state is not None or u.dtype == torch.float64 or not kernel_available("mamba_ssm"):
         return selective_scan_chunked(u, delta, A, B, C, initial_state)
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 

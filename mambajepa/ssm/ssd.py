@@ -33,7 +33,7 @@ def ssd_ref(
     C: torch.Tensor,
     initial_state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sequential SSD scan in fp32: the ground truth.
+    """Sequential SSD scan in fp32 (fp64 for fp64 inputs): the ground truth.
 
     Args:
         x: inputs ``(B, L, H, P)``.
@@ -44,15 +44,17 @@ def ssd_ref(
         initial_state: ``(B, H, P, N)`` or None for zeros.
 
     Returns:
-        ``(y, final_state)``: y ``(B, L, H, P)`` in x's dtype, final_state ``(B, H, P, N)`` fp32.
+        ``(y, final_state)``: y ``(B, L, H, P)`` in x's dtype, final_state ``(B, H, P, N)`` in fp32
+        (or fp64).
     """
     dtype = x.dtype
+    cdt = torch.promote_types(dtype, torch.float32)
     batch, length, heads, headdim = x.shape
     groups, n_state = B.shape[-2:]
-    x, dt, A = x.float(), dt.float(), A.float()
-    B = B.float().repeat_interleave(heads // groups, dim=2)  # (B, L, H, N)
-    C = C.float().repeat_interleave(heads // groups, dim=2)
-    h = initial_state.float() if initial_state is not None else x.new_zeros(batch, heads, headdim, n_state)
+    x, dt, A = x.to(cdt), dt.to(cdt), A.to(cdt)
+    B = B.to(cdt).repeat_interleave(heads // groups, dim=2)  # (B, L, H, N)
+    C = C.to(cdt).repeat_interleave(heads // groups, dim=2)
+    h = initial_state.to(cdt) if initial_state is not None else x.new_zeros(batch, heads, headdim, n_state)
     ys = []
     for t in range(length):
         decay = torch.exp(dt[:, t] * A)[:, :, None, None]  # (B, H, 1, 1)
@@ -92,7 +94,8 @@ def ssd_chunked(
     batch, length, heads, headdim = x.shape
     groups, n_state = B.shape[-2:]
     hg = heads // groups
-    x, dt, A, B, C = x.float(), dt.float(), A.float(), B.float(), C.float()
+    cdt = torch.promote_types(dtype, torch.float32)  # fp32 (or fp64) compute
+    x, dt, A, B, C = x.to(cdt), dt.to(cdt), A.to(cdt), B.to(cdt), C.to(cdt)
     T = min(chunk_size, max(length, 1))
     pad = (-length) % T
     if pad:  # dt = 0 in the padding: decay 1 and no input, so the final state is unchanged
@@ -121,7 +124,7 @@ def ssd_chunked(
 
     # 3. recurrence between chunk boundaries: start states (nc of them) and the final state
     if initial_state is not None:
-        init = initial_state.float().view(batch, groups, hg, headdim, n_state).permute(0, 1, 4, 2, 3)
+        init = initial_state.to(cdt).view(batch, groups, hg, headdim, n_state).permute(0, 1, 4, 2, 3)
         init = init.reshape(batch, groups, n_state, hg * headdim)  # (B, G, N, hg*P)
     else:
         init = x.new_zeros(batch, groups, n_state, hg * headdim)
@@ -153,8 +156,9 @@ def ssd_fused(
     initial_state: torch.Tensor | None = None,
     chunk_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mamba_ssm``'s Triton ``mamba_chunk_scan_combined``; chunked form when it is missing."""
-    if not kernel_available("mamba_ssm"):
+    """``mamba_ssm``'s Triton ``mamba_chunk_scan_combined`` (fp32 state); chunked form when it is
+    missing or for fp64 inputs, which it does not take."""
+    if x.dtype == torch.float64 or not kernel_available("mamba_ssm"):
         return ssd_chunked(x, dt, A, B, C, initial_state, chunk_size)
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 

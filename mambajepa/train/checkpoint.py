@@ -34,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mambajepa.core.errors import CheckpointError
-from mambajepa.core.files import read_json
+from mambajepa.core.files import fsync_path, read_json, save_state_dict, write_synced
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -52,6 +52,13 @@ __all__ = [
     "restore_rng_state",
     "prune_checkpoints",
     "best_checkpoint",
+    "load_tensors",
+    "save_frozen",
+    "verify_frozen",
+    "is_sharded",
+    "save_sharded_checkpoint",
+    "load_sharded",
+    "load_sharded_weights",
 ]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "config.yaml")
@@ -63,27 +70,12 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 # file helpers
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -249,7 +241,6 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # left by a crash during an earlier save
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / f"step_{step}"
     tmp = root / f".tmp-step_{step}-{os.getpid()}"
     tmp.mkdir()
     save_file(_untied(model_state), str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -258,21 +249,23 @@ def save_checkpoint(
     else:
         opt_tensors, opt_meta = {}, {"format": FORMAT_VERSION, "param_groups": [], "scalars": {}}
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"), metadata={"format": "pt"})
-    _write_json(tmp / "optimizer.json", opt_meta)
-    with open(tmp / "config.yaml", "w") as fh:
-        fh.write(config_yaml)
-        fh.flush()
-        os.fsync(fh.fileno())
+    # files in the temp directory need no rename of their own, only an fsync: renaming the whole
+    # directory below is the atomic step
+    write_synced(tmp / "optimizer.json", json.dumps(opt_meta, indent=1))
+    write_synced(tmp / "config.yaml", config_yaml)
     for name in ("model.safetensors", "optimizer.safetensors"):
-        _fsync_path(tmp / name)
-    files = {
-        name: {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
-        for name in CHECKPOINT_FILES
-    }
-    _write_json(
-        tmp / "trainer.json", {**trainer_state, "format": FORMAT_VERSION, "step": step, "files": files}
-    )
-    _fsync_path(tmp)
+        fsync_path(tmp / name)
+    return _publish(root, tmp, step, trainer_state, CHECKPOINT_FILES)
+
+
+def _publish(root: Path, tmp: Path, step: int, trainer_state: dict[str, Any], names: tuple[str, ...]) -> Path:
+    """Record the size and sha256 of ``names`` (paths inside ``tmp``) in ``trainer.json``, written
+    last, then rename ``tmp`` to ``root/step_<step>`` (replacing an earlier copy of that step)."""
+    final = root / f"step_{step}"
+    files = {name: {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)} for name in names}
+    trainer_json = {**trainer_state, "format": FORMAT_VERSION, "step": step, "files": files}
+    write_synced(tmp / "trainer.json", json.dumps(trainer_json, indent=1))
+    fsync_path(tmp)
     if final.exists():  # re-saving a step (e.g. after a resume): swap, then drop the old copy
         old = root / f".tmp-old-step_{step}-{os.getpid()}"
         os.rename(final, old)
@@ -280,7 +273,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, final)
-    _fsync_path(root)
+    fsync_path(root)
     return final
 
 
@@ -315,9 +308,10 @@ def verify_checkpoint(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     ckpt_dir = Path(ckpt_dir)
     state = read_trainer_state(ckpt_dir)
     files = state.get("files")
-    if not isinstance(files, dict) or set(files) != set(CHECKPOINT_FILES):
+    expected = _expected_files(files)
+    if not isinstance(files, dict) or not expected <= set(files):
         raise CheckpointError(
-            f"{ckpt_dir}/trainer.json does not list the checkpoint files {CHECKPOINT_FILES}"
+            f"{ckpt_dir}/trainer.json does not list the checkpoint files {sorted(expected)}"
         )
     for name, record in files.items():
         path = ckpt_dir / name
@@ -371,16 +365,34 @@ def load_checkpoint_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         path: a run directory, its ``checkpoints`` directory, or one ``step_<N>`` directory.
 
     Returns:
-        Parameter/buffer name -> CPU tensor, keyed as the method's ``state_dict()``.
+        Parameter/buffer name -> CPU tensor, keyed as the method's ``state_dict()``, frozen towers
+        (stored once per run in ``frozen/``) included; for a sharded checkpoint, the tensors
+        reassembled from every rank's shards.
 
     Raises:
-        CheckpointError: no valid checkpoint at ``path``.
+        CheckpointError: no valid checkpoint at ``path``, or a frozen-tower file that does not match
+            the checkpoint's record.
     """
     ckpt = resolve_checkpoint(path)
+    if is_sharded(ckpt):
+        return load_sharded_weights(ckpt)
+    weights = load_tensors(ckpt / "model.safetensors")
+    record = read_trainer_state(ckpt).get("frozen")
+    if record is not None:  # frozen towers are stored once per run, beside the checkpoints
+        weights.update(verify_frozen(ckpt.parent.parent, record))
+    return weights
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file of a checkpoint.
+
+    Raises:
+        CheckpointError: the file cannot be read.
+    """
     try:
-        return load_file(str(ckpt / "model.safetensors"))
+        return load_file(str(path))
     except (OSError, SafetensorError) as err:
-        raise CheckpointError(f"cannot read {ckpt / 'model.safetensors'}: {err}") from None
+        raise CheckpointError(f"cannot read {path}: {err}") from None
 
 
 def best_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -406,3 +418,134 @@ def prune_checkpoints(
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
+
+
+# ----------------------------------------------------------------------------------------------
+# frozen towers: stored once per run
+
+
+FROZEN_FILE = "frozen/model.safetensors"
+
+
+def save_frozen(run_dir: str | os.PathLike, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Write the frozen modules' tensors to ``<run_dir>/frozen/model.safetensors`` (atomically).
+
+    Returns:
+        The record kept in every checkpoint's ``trainer.json``: file, size, sha256, tensor count.
+    """
+    path = Path(run_dir) / FROZEN_FILE
+    save_state_dict(state, path)
+    return {"file": FROZEN_FILE, "size": path.stat().st_size, "sha256": _sha256(path), "tensors": len(state)}
+
+
+def verify_frozen(run_dir: str | os.PathLike, record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Check the stored frozen towers against a checkpoint's record and return their tensors.
+
+    Raises:
+        CheckpointError: the file is missing or differs from the one the checkpoint was trained with.
+    """
+    path = Path(run_dir) / record["file"]
+    if not path.is_file():
+        raise CheckpointError(f"{path} (the run's frozen modules, {record['tensors']} tensors) is missing")
+    if path.stat().st_size != record["size"] or _sha256(path) != record["sha256"]:
+        raise CheckpointError(
+            f"{path} does not match the sha256 recorded in the checkpoint: the frozen modules changed"
+        )
+    return load_tensors(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# sharded checkpoints (FSDP2 through torch.distributed.checkpoint)
+
+
+SHARDED_DIR = "dcp"
+
+
+def is_sharded(ckpt_dir: str | os.PathLike) -> bool:
+    """Whether a checkpoint holds ``torch.distributed.checkpoint`` shards instead of safetensors."""
+    return (Path(ckpt_dir) / SHARDED_DIR).is_dir()
+
+
+def _expected_files(files: Any) -> set[str]:
+    if isinstance(files, dict) and any(name.startswith(f"{SHARDED_DIR}/") for name in files):
+        return {"config.yaml", f"{SHARDED_DIR}/.metadata"}
+    return set(CHECKPOINT_FILES)
+
+
+def save_sharded_checkpoint(
+    ckpt_root: str | os.PathLike,
+    step: int,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    config_yaml: str,
+) -> Path | None:
+    """Every rank writes its shards of the model and optimizer into one checkpoint (collective).
+
+    The shards go to ``dcp/`` of a temp directory through :func:`torch.distributed.checkpoint.save`;
+    rank 0 then records every file's size and sha256 in ``trainer.json`` and renames the directory
+    into place, as for a single-process checkpoint. The checkpoint resumes on the same world size.
+
+    Returns:
+        The checkpoint directory on rank 0, ``None`` elsewhere.
+    """
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    root = Path(ckpt_root)
+    main = dist.get_rank() == 0
+    tmp = root / f".tmp-step_{step}-sharded"
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    dist.barrier()
+    model_state, optim_state = get_state_dict(module, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / SHARDED_DIR))
+    dist.barrier()
+    final = None
+    if main:
+        write_synced(tmp / "config.yaml", config_yaml)
+        names = sorted(str(p.relative_to(tmp)) for p in (tmp / SHARDED_DIR).rglob("*") if p.is_file())
+        for name in names:
+            fsync_path(tmp / name)
+        final = _publish(root, tmp, step, trainer_state, ("config.yaml", *names))
+    dist.barrier()
+    return final
+
+
+def load_sharded(ckpt_dir: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load a sharded checkpoint into an FSDP2 module and its optimizer (collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optim_state = get_state_dict(module, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=str(ckpt_dir / SHARDED_DIR))
+    set_state_dict(module, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
+
+def load_sharded_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    """The full model tensors of a sharded checkpoint, reassembled in one process (no process group).
+
+    Keys are those of the method's ``state_dict()`` (the FSDP root's ``method.`` prefix removed).
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(str(ckpt_dir / SHARDED_DIR))
+    meta = reader.read_metadata().state_dict_metadata
+    state = {
+        key: torch.empty(m.size, dtype=m.properties.dtype)
+        for key, m in meta.items()
+        if key.startswith("model.") and isinstance(m, TensorStorageMetadata)
+    }
+    with warnings.catch_warnings():  # loading in one process is the point here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, storage_reader=reader, no_dist=True)
+    prefix = "model.method."
+    return {
+        key[len(prefix) :] if key.startswith(prefix) else key[len("model.") :]: t for key, t in state.items()
+    }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -125,17 +125,43 @@ class ResumableBatchSampler:
         return max(0, self.stop - self.start) * self.grad_accum
 
 
-class _KeyedDataset(Dataset):
-    """Looks up ``(index, batch, micro)`` keys and returns ``(sample, batch, micro)``."""
+@runtime_checkable
+class SeededItems(Protocol):
+    """A map-style dataset with random items (a clip start, a crop) drawn from a seed per draw.
 
-    def __init__(self, dataset: Dataset) -> None:
+    The loaders read such a dataset with ``get_item_seeded(index, seed)`` instead of
+    ``dataset[index]``, with ``seed = mix_seed(run seed, "item", stream, batch, index)``
+    (``stream`` is ``"train"`` or ``"eval"``): the same index drawn at another batch (so at
+    another epoch) gets another seed, a resumed run draws the same seeds as an uninterrupted
+    one, and every evaluation draws the same ones. ``seed`` is a non-negative 63-bit int.
+    """
+
+    def get_item_seeded(self, index: int, seed: int) -> Any: ...
+
+
+class _KeyedDataset(Dataset):
+    """Looks up ``(index, batch, micro)`` keys and returns ``(sample, batch, micro)``.
+
+    Args:
+        dataset: map-style dataset; a :class:`SeededItems` one gets the draw seed of each key.
+        seed: run seed.
+        stream: label separating training from evaluation draws.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, stream: str) -> None:
         self.dataset = dataset
+        self.seed = seed
+        self.stream = stream
+        self.seeded = isinstance(dataset, SeededItems)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: Key) -> tuple[Any, int, int]:
         index, batch, micro = key
+        if self.seeded:
+            seed = mix_seed(self.seed, "item", self.stream, batch, index)
+            return self.dataset.get_item_seeded(index, seed), batch, micro
         return self.dataset[index], batch, micro
 
 
@@ -242,6 +268,7 @@ def build_train_loader(
     world_size: int = 1,
     rank: int = 0,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, int | None]:
     """DataLoader yielding this rank's micro-batches for global batches [start_batch, stop_batch).
 
@@ -256,6 +283,7 @@ def build_train_loader(
         world_size: DDP ranks.
         rank: this rank.
         num_workers: DataLoader workers.
+        pin_memory: page-lock batches so that copies to the GPU with ``non_blocking`` are asynchronous.
 
     Returns:
         ``(loader, batches_per_epoch)``; the latter is ``None`` for iterable datasets.
@@ -274,6 +302,7 @@ def build_train_loader(
             num_workers=num_workers,
             worker_init_fn=seed_worker,
             generator=loader_gen,
+            pin_memory=pin_memory,
         )
         return loader, None
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
@@ -284,12 +313,13 @@ def build_train_loader(
         len(dataset), global_batch, world_size, rank, grad_accum, seed, start_batch, stop_batch
     )
     loader = DataLoader(
-        _KeyedDataset(dataset),
+        _KeyedDataset(dataset, seed, "train"),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=num_workers,
         worker_init_fn=seed_worker,
         generator=loader_gen,
+        pin_memory=pin_memory,
     )
     return loader, sampler.batches_per_epoch
 
@@ -323,4 +353,4 @@ def build_eval_loader(
         [(i, j // batch_size, 0) for i in range(j, min(j + batch_size, count))]
         for j in range(0, count, batch_size)
     ]
-    return DataLoader(_KeyedDataset(dataset), batch_sampler=keys, collate_fn=collate)
+    return DataLoader(_KeyedDataset(dataset, seed, "eval"), batch_sampler=keys, collate_fn=collate)

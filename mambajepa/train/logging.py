@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mambajepa.core.errors import ConfigError
+from mambajepa.core.files import atomic_write_text
 
-__all__ = ["MetricsLogger", "read_metrics", "truncate_metrics", "plot_curves"]
+__all__ = ["MetricsLogger", "read_metrics", "truncate_metrics", "stage_boundaries", "plot_curves"]
 
 
 def _plain(value: Any) -> Any:
@@ -83,13 +84,22 @@ def truncate_metrics(run_dir: str | os.PathLike, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= last_step]
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def stage_boundaries(records: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """``(step, name)`` of every stage after the first, placed between the last record of the
+    previous stage and the first record of the stage (steps of ``metrics.jsonl`` records)."""
+    out = []
+    for prev, rec in zip(records, records[1:]):
+        if "stage" in rec and rec.get("stage") != prev.get("stage"):
+            out.append((prev["step"] + 0.5, str(rec["stage"])))
+    return out
 
 
 def plot_curves(run_dir: str | os.PathLike) -> list[Path]:
-    """Write ``plots/loss.png`` and ``plots/lr.png`` from ``metrics.jsonl``; return the files written."""
+    """Write ``plots/loss.png`` and ``plots/lr.png`` from ``metrics.jsonl``, with a dashed line and
+    the stage's name where each stage begins; return the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,6 +125,10 @@ def plot_curves(run_dir: str | os.PathLike) -> list[Path]:
             ax.legend()
         if log_scale and all(p[1] > 0 for p in points):
             ax.set_yscale("log")
+        for step, name in stage_boundaries(records):
+            ax.axvline(step, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(name, (step, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                        textcoords="offset points", fontsize=8, color="grey")  # fmt: skip
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

@@ -1,4 +1,4 @@
-"""``mambajepa eval probe`` on a tiny JEPA run, and a short pre-training that beats chance."""
+"""``mambajepa eval probe`` on a tiny JEPA run, and a short pre-training that beats its random init."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 
 from mambajepa.cli import main
 from mambajepa.config import load_config, resolve_recipe
-from mambajepa.core.errors import CheckpointError
-from mambajepa.eval.probe import IMAGE_TASKS, load_run, probe_run
+from mambajepa.core.errors import CheckpointError, ConfigError
+from mambajepa.eval.probe import IMAGE_TASKS, probe_run
+from mambajepa.eval.runs import load_run
 from mambajepa.methods.jepa import JEPA
 from mambajepa.train.trainer import run_training, seed_everything
 
@@ -20,7 +21,7 @@ TINY = {
     "encoder": {"name": "vit_tiny_patch4", "img_size": 16, "num_frames": 2, "tubelet_size": 1,
                 "embed_dim": 32, "depth": 1, "num_heads": 2},
     "predictor": {"embed_dim": 16, "depth": 1, "num_heads": 2},
-    "data": {"dataset": "shapes_images", "image_size": 16, "n_train": 256, "n_val": 16},
+    "data": {"name": "shapes_images", "image_size": 16, "n_train": 256, "n_val": 16},
     "mask": {"num_targets": 2, "min_keep": 2},
     "probe": {"n_train": 96, "n_eval": 48, "batch_size": 48, "linear_steps": 20, "attentive_steps": 10},
     "train": {"max_steps": 4, "batch_size": 8, "warmup_steps": 0, "eval_every": 0, "progress": False,
@@ -58,27 +59,30 @@ def test_probe_refuses_a_run_of_another_method(tmp_path):
     cfg = load_config(resolve_recipe("debug_tiny"), ["--train.max_steps=2", "--train.warmup_steps=0", "--train.progress=false",
                                                   "--train.eval_every=0", "--train.plots=false"])  # fmt: skip
     run_training(cfg, run_dir)
-    with pytest.raises(CheckpointError, match="jepa"):
-        load_run(run_dir)
+    with pytest.raises(ConfigError, match="'mlp_regression' implements no encode"):
+        probe_run(run_dir)
     with pytest.raises(CheckpointError):
-        load_run(tmp_path / "missing")
+        probe_run(tmp_path / "missing")
 
 
-def test_short_pretraining_learns_features_that_beat_chance(tmp_path):
-    """~40 JEPA steps on ShapesWorld: held-out energy falls, features stay spread, probes beat chance."""
+def test_short_pretraining_learns_features_that_beat_the_random_init_encoder(tmp_path):
+    """300 JEPA steps on ShapesWorld: held-out energy falls, and linear probes of the trained encoder
+    beat the same encoder at random init on shape, colour and texture (pixel statistics alone give an
+    untrained encoder 0.6-0.75 on colour and 1.0 on background, so chance is no bar)."""
     cfg = load_config(
         TINY,
         [
-            "--train.max_steps=40",
-            "--train.batch_size=16",
+            "--train.max_steps=300",
+            "--train.batch_size=32",
             "--train.lr=2e-3",
-            "--train.eval_every=40",
+            "--train.eval_every=300",
             "--loss.regularizer=vicreg",
             "--loss.reg_weight=0.05",
-            "--probe.n_train=256",
-            "--probe.n_eval=128",
+            "--probe.n_train=512",
+            "--probe.n_eval=256",
+            "--probe.linear_steps=100",
             "--probe.attentive=false",
-            "--probe.tasks=[colour, background]",
+            "--probe.tasks=[shape, colour, texture]",
         ],
     )
     seed_everything(0)
@@ -90,11 +94,14 @@ def test_short_pretraining_learns_features_that_beat_chance(tmp_path):
     ]
     energy_before = initial.evaluate(val)["val/energy"]
     run_training(cfg, tmp_path / "run")
-    trained = JEPA.from_config(cfg)
-    trained.load_state_dict(load_run(tmp_path / "run")[2])
-    assert trained.eval().evaluate(val)["val/energy"] < 0.75 * energy_before
+    trained = load_run(tmp_path / "run").method
+    assert isinstance(trained, JEPA) and not trained.training
+    assert trained.evaluate(val)["val/energy"] < 0.75 * energy_before
 
     results = probe_run(tmp_path / "run")
-    assert results["effective_rank"] > 2.0
-    for task in ("colour", "background"):
-        assert results[task]["linear_acc"] > results[task]["chance"] + 0.4, (task, results[task])
+    init = results["random_init"]
+    gains = {t: results[t]["linear_acc"] - init[t]["linear_acc"] for t in ("shape", "colour", "texture")}
+    # over training seeds 0-2 every gain was >= 0.05 and their mean 0.09-0.13
+    assert all(gain > 0.0 for gain in gains.values()), (gains, results)
+    assert sum(gains.values()) / len(gains) > 0.05, (gains, results)
+    assert results["effective_rank"] > 4.0, results  # not collapsed (random init: about 13)

@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from mambajepa.core.errors import MambaJepaError
 from mambajepa.masks import (
@@ -16,6 +14,10 @@ from mambajepa.masks import (
     OverlappingMasks,
     mask_ratio,
 )
+
+pytest.importorskip("hypothesis")  # a dev extra: without it this module is skipped
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 
 def test_valid_mask_passes_and_reports_ratios():

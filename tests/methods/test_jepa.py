@@ -35,7 +35,7 @@ TINY = {
         "num_heads": 2,
     },
     "predictor": {"embed_dim": 16, "depth": 1, "num_heads": 2, "headdim": 8, "d_state": 8},
-    "data": {"dataset": "shapes_images", "image_size": 16, "n_train": 64, "n_val": 16},
+    "data": {"name": "shapes_images", "image_size": 16, "n_train": 64, "n_val": 16},
     "mask": {"kind": "multiblock2d", "num_targets": 2, "min_keep": 2},
     "probe": {"n_train": 64, "n_eval": 32, "attentive_steps": 5, "linear_steps": 10},
     "train": {
@@ -74,11 +74,11 @@ def with_mask(batch: MaskedBatch, **changes) -> MaskedBatch:
 
 
 # ----------------------------------------------------------------------------------------------
-# masks are checked at the method's door
+# masks are checked where they are drawn, and at the method's door on request
 
 
 def test_invalid_masks_come_back_typed_from_try_training_step():
-    method, batch = build()
+    method, batch = build("--debug=true")
     ctx, tgt = batch.masks[0].context, batch.masks[0].target
     overlapping = ctx.clone()
     overlapping[:, 0] = tgt[:, 0]
@@ -98,6 +98,32 @@ def test_invalid_masks_come_back_typed_from_try_training_step():
     too_many = MaskedBatch(batch.inputs, batch.masks * 2, batch.extras)
     assert isinstance(method.try_training_step(too_many, 0), MaskError)
     assert isinstance(method.try_training_step(batch, 0), JEPAOutput)
+
+
+def test_masks_are_validated_by_the_collator_and_not_in_the_training_step(monkeypatch):
+    method, batch = build()
+    assert not method.debug and method.build_data(tiny_config()).collate_fn.validate
+
+    def refuse(*args):
+        raise AssertionError("training_step checked the masks without debug")
+
+    monkeypatch.setattr(method, "check_masks", refuse)
+    assert isinstance(method.training_step(batch, 0), JEPAOutput)
+    # try_training_step checks whatever debug says (its masks may come from anywhere)
+    with pytest.raises(AssertionError, match="without debug"):
+        method.try_training_step(batch, 0)
+    method.debug = True
+    with pytest.raises(AssertionError, match="without debug"):
+        method.training_step(batch, 0)
+
+
+def test_encode_returns_the_chosen_encoders_token_features():
+    method, batch = build("--probe.encoder=context")
+    with torch.no_grad():
+        tokens = method.encode(batch.inputs)
+        torch.testing.assert_close(method.encode(batch), tokens)  # a MaskedBatch is read whole
+        torch.testing.assert_close(tokens, method.encoder(batch.inputs))
+    assert tokens.shape == (4, 16, 32) and method.feature_encoder == "context"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,7 +194,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(predictor):
 
 def test_video_clips_with_two_mask_generators():
     method, batch = build(
-        "--data.dataset=shapes_videos",
+        "--data.name=shapes_videos",
         "--data.num_frames=4",
         "--encoder.num_frames=4",
         "--encoder.tubelet_size=2",

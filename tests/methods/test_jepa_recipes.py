@@ -35,7 +35,7 @@ SHRINK = [
 def test_recipe_loads_and_names_a_registered_backbone(recipe):
     cfg = load_config(resolve_recipe(recipe))
     assert cfg.method == "jepa" and cfg.name == recipe
-    if cfg.data.dataset.startswith("shapes"):
+    if cfg.data.name.startswith("shapes"):
         seed_everything(0)
         method = JEPA.from_config(cfg)
         assert method.predictor.num_mask_tokens == cfg.mask.num_generators
@@ -88,15 +88,13 @@ def test_video_file_recipe_reads_encoded_videos(tmp_path):
 @pytest.mark.parametrize("dataset", ["shapes_images", "shapes_videos"])
 def test_shapesworld_normalize_applies_the_imagenet_statistics(dataset):
     from mambajepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from mambajepa.methods.jepa import JEPADataConfig, build_dataset
+    from mambajepa.registry import build_dataset
 
     key = "video" if dataset == "shapes_videos" else "image"
-    raw = build_dataset(JEPADataConfig(dataset=dataset, image_size=16, num_frames=2), "test", 3)[2][key]
-    data = JEPADataConfig(dataset=dataset, image_size=16, num_frames=2, normalize=True)
-    item = build_dataset(data, "test", 3)[2]
+    frames = {"num_frames": 2} if dataset == "shapes_videos" else {}
+    raw = build_dataset(dataset, split="test", image_size=16, n_test=3, **frames)[2][key]
+    item = build_dataset(dataset, split="test", image_size=16, n_test=3, normalize=True, **frames)[2]
     view = (3,) + (1,) * (raw.dim() - 1)
     mean, std = torch.tensor(IMAGENET_MEAN).view(view), torch.tensor(IMAGENET_STD).view(view)
     torch.testing.assert_close(item[key], (raw - mean) / std)
-    assert (
-        item["shape"] == build_dataset(JEPADataConfig(dataset=dataset, image_size=16), "test", 3)[2]["shape"]
-    )
+    assert item["shape"] == build_dataset(dataset, split="test", image_size=16, n_test=3)[2]["shape"]

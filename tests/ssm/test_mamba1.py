@@ -2,13 +2,15 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from scan_grads import scan_grads
 
 from mambajepa.core.errors import ShapeError
 from mambajepa.ssm import Mamba1
 from mambajepa.ssm.selective_scan import selective_scan_chunked, selective_scan_ref
+
+pytest.importorskip("hypothesis")  # a dev extra: without it this module is skipped
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 

@@ -6,11 +6,13 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.ssm.mamba3 import Mamba3, Mamba3State, heavy_tail
+
+pytest.importorskip("hypothesis")  # a dev extra: without it this module is skipped
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 D_MODEL = 8  # d_inner 16, headdim 4 -> 4 heads
 

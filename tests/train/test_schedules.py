@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from mambajepa.core.errors import ConfigError
 from mambajepa.core.schedules import anneal, ema_momentum, lr_at, weight_decay_at
+
+pytest.importorskip("hypothesis")  # a dev extra: without it this module is skipped
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 
 def test_warmup_then_cosine_at_known_steps():

@@ -1,0 +1,1 @@
+"""The YAML recipes; installed as the package ``mambajepa.configs`` (see ``setup.py``)."""

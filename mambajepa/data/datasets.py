@@ -1,0 +1,163 @@
+"""The registered datasets: ``build_dataset(name, split=..., **arguments)`` (:mod:`mambajepa.registry`).
+
+A method's data section names one of these and sets its arguments
+(``data: {name: shapes_images, image_size: 64}``, see :class:`mambajepa.specs.DatasetSpec`).
+Each factory takes the split (``train``, ``val`` or ``test``) and typed keyword arguments; image
+and video datasets take ``image_size`` and clip datasets ``num_frames``, so a method can size its
+token grid from the section alone. A factory returns ``None`` for a split without items
+(``n_val: 0``).
+
+========================  =====================================================================
+``shapes_images``         ShapesWorld still scenes (three disjoint splits)
+``shapes_videos``         ShapesWorld clips of moving objects (three disjoint splits)
+``cifar10``               CIFAR-10 archives or folders on disk (``val`` and ``test``: the test set)
+``video_folder``          clips of the video files in a folder (``val``/``test``: ``val_root``)
+``random_function``       samples of a fixed random MLP (the engine's smallest real task)
+========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mambajepa.core.errors import ConfigError
+from mambajepa.data.cifar10 import CIFAR10
+from mambajepa.data.random_function import RandomFunctionDataset
+from mambajepa.data.shapes_render import ShapesConfig
+from mambajepa.data.synthetic import ShapesImages, ShapesVideos
+from mambajepa.data.transforms import Normalize, build_transform
+from mambajepa.data.video import VideoClips
+from mambajepa.registry import register_dataset
+
+__all__ = ["cifar10", "random_function", "shapes_images", "shapes_videos", "video_folder"]
+
+Split = Literal["train", "val", "test"]
+_SPLITS = ("train", "val", "test")
+
+
+def _check(split: str, image_size: int | None = None, num_frames: int | None = None) -> None:
+    if split not in _SPLITS:
+        raise ConfigError(f"split={split!r}; expected one of {list(_SPLITS)}")
+    if image_size is not None and image_size < 8:
+        raise ConfigError(f"image_size={image_size} must be >= 8")
+    if num_frames is not None and num_frames < 1:
+        raise ConfigError(f"num_frames={num_frames} must be >= 1")
+
+
+def _split_size(split: str, n_train: int, n_val: int, n_test: int) -> int:
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    if n_train < 1 or n_val < 0 or n_test < 0:
+        raise ConfigError(f"need n_train >= 1, n_val >= 0 and n_test >= 0; got {n_train}, {n_val}, {n_test}")
+    return sizes[split]
+
+
+@register_dataset("shapes_images")
+def shapes_images(
+    split: Split = "train",
+    *,
+    image_size: int = 32,  # image side in pixels
+    n_train: int = 20_000,  # items of the training split
+    n_val: int = 512,  # items of the held-out split of the periodic evaluation (0: none)
+    n_test: int = 10_000,  # items of the test split (probes)
+    seed: int = 0,  # world seed
+    max_objects: int = 1,  # objects per scene
+    normalize: bool = False,  # ImageNet mean/std normalisation of the pixels
+) -> ShapesImages | None:
+    """ShapesWorld still scenes ``{"image": (3, S, S), <label>: int, ...}``."""
+    _check(split, image_size)
+    num = _split_size(split, n_train, n_val, n_test)
+    if num == 0:
+        return None
+    transform = Normalize() if normalize else None
+    return ShapesImages(split, image_size, num, seed, ShapesConfig(max_objects=max_objects), transform)
+
+
+@register_dataset("shapes_videos")
+def shapes_videos(
+    split: Split = "train",
+    *,
+    image_size: int = 32,  # frame side in pixels
+    num_frames: int = 8,  # frames per clip
+    n_train: int = 20_000,  # items of the training split
+    n_val: int = 512,  # items of the held-out split of the periodic evaluation (0: none)
+    n_test: int = 10_000,  # items of the test split (probes)
+    seed: int = 0,  # world seed
+    max_objects: int = 1,  # objects per scene
+    normalize: bool = False,  # ImageNet mean/std normalisation of the pixels
+) -> ShapesVideos | None:
+    """ShapesWorld clips ``{"video": (3, T, S, S), <label>: int, ...}``."""
+    _check(split, image_size, num_frames)
+    num = _split_size(split, n_train, n_val, n_test)
+    if num == 0:
+        return None
+    transform = Normalize() if normalize else None
+    world = ShapesConfig(max_objects=max_objects)
+    return ShapesVideos(split, image_size, num, seed, world, transform, num_frames=num_frames)
+
+
+@register_dataset("cifar10")
+def cifar10(
+    split: Split = "train",
+    *,
+    root: str,  # a folder holding cifar-10-batches-{py,bin}/ or an official archive
+    image_size: int = 32,  # image side after resizing
+    augment: bool = False,  # random resized crop + flip on training images
+    normalize: bool = False,  # ImageNet mean/std normalisation of the pixels
+    download: bool = False,  # fetch the python archive into root when no copy is found
+) -> CIFAR10:
+    """CIFAR-10 ``(image (3, S, S), label)``; ``val`` and ``test`` read the test set."""
+    _check(split, image_size)
+    train = split == "train"
+    transform = build_transform(image_size, train and augment, normalize, crop_fraction=1.0)
+    return CIFAR10(root, "train" if train else "test", transform=transform, download=download)
+
+
+@register_dataset("video_folder")
+def video_folder(
+    split: Split = "train",
+    *,
+    root: str,  # folder of the training videos
+    val_root: str | None = None,  # folder of held-out videos for val and test (default: root)
+    image_size: int = 32,  # frame side after resize + center crop
+    num_frames: int = 8,  # frames per clip
+    frame_stride: int = 2,  # frame step inside a clip
+    seed: int = 0,  # seeds the random start frames of training clips
+    normalize: bool = False,  # ImageNet mean/std normalisation of the pixels
+) -> VideoClips:
+    """Clips ``{"video": (3, T, S, S), "path": str, "label": int}`` of the video files in a folder."""
+    _check(split, image_size, num_frames)
+    if frame_stride < 1:
+        raise ConfigError(f"frame_stride={frame_stride} must be >= 1")
+    train = split == "train"
+    return VideoClips(
+        root if train or not val_root else val_root,
+        num_frames=num_frames,
+        stride=frame_stride,
+        size=image_size,
+        random_start=train,
+        seed=seed,
+        transform=Normalize() if normalize else None,
+    )
+
+
+@register_dataset("random_function")
+def random_function(
+    split: Split = "train",
+    *,
+    in_dim: int = 8,  # input features
+    out_dim: int = 4,  # outputs
+    n_train: int = 512,  # training samples
+    n_val: int = 128,  # held-out samples for val and test (0: none)
+    teacher_hidden: int = 16,  # hidden width of the frozen teacher MLP
+    noise: float = 0.0,  # std of Gaussian noise added to training targets
+    seed: int = 1234,  # seeds the teacher and the samples
+) -> RandomFunctionDataset | None:
+    """Pairs ``{"x": (I,), "y": (O,)}`` of one fixed random MLP; held-out splits draw other inputs."""
+    _check(split)
+    train = split == "train"
+    num = n_train if train else n_val
+    if num == 0:
+        return None
+    return RandomFunctionDataset(
+        num, in_dim, out_dim, teacher_hidden, seed, "train" if train else "val", noise if train else 0.0
+    )
