@@ -3,7 +3,8 @@
 What the CPU test suite cannot see, in a few minutes on a CUDA machine:
 
 1. one bf16-autocast JEPA training step of the ``ijepa_shapes`` recipe (shrunk), with the engine's
-   parameter groups and AdamW: the loss and every gradient finite, the weights updated;
+   parameter groups and AdamW: the loss finite, every trainable parameter with a finite gradient, the
+   weights updated;
 2. for each SSM layer (Mamba1, Mamba2, Mamba3), outputs and the gradients of the input and of every
    parameter: fused kernels against the chunked scan when ``mamba_ssm`` is importable (else the
    fused path is reported unavailable), and the chunked scan against the sequential reference on
@@ -185,7 +186,7 @@ def check_jepa_bf16_step(device: torch.device) -> dict[str, Any]:
     method.after_optimizer_step(0, t.max_steps)
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in method.named_parameters() if n in before)
     finite_weights = all(torch.isfinite(p).all() for p in method.parameters())
-    passed = bool(torch.isfinite(loss)) and not bad_grads and finite_weights and changed > 0
+    passed = bool(torch.isfinite(loss)) and not missing and not bad_grads and finite_weights and changed > 0
     return {
         "passed": passed,
         "loss": loss.item(),
@@ -244,6 +245,14 @@ def _all_passed(node: Any) -> bool:
     return True
 
 
+def _report(results: dict[str, Any], path: Path | None) -> None:
+    """Print ``results`` as one JSON line (and write it to ``path``)."""
+    line = json.dumps(results, default=str)
+    print(line, flush=True)
+    if path is not None:
+        path.write_text(line + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-ddp", action="store_true", help="leave out the 2-process DDP run")
@@ -255,10 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             "gpu_smoke: CUDA is not available; this check needs an NVIDIA GPU, nothing was run",
             file=sys.stderr,
         )
-        print(
-            json.dumps(
-                {"cuda": False, "passed": False, "reason": "cuda unavailable", "torch": torch.__version__}
-            )
+        _report(
+            {"cuda": False, "passed": False, "reason": "cuda unavailable", "torch": torch.__version__},
+            args.json,
         )
         return EXIT_NO_CUDA
 
@@ -288,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             _guard(results, "ddp", lambda: check_ddp(Path(tmp)))
     results["passed"] = _all_passed(results)
 
-    line = json.dumps(results, default=str)
-    print(line)
-    if args.json:
-        args.json.write_text(line + "\n")
+    _report(results, args.json)
     return EXIT_PASSED if results["passed"] else EXIT_FAILED
 
 

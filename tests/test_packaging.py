@@ -20,7 +20,9 @@ SOURCES = ("pyproject.toml", "setup.py", "README.md", "mambajepa", "configs")
 
 def _build_wheel(out: Path) -> Path:
     """Build the wheel of a copy of the sources (the repository's ``build/`` cache is left alone)."""
-    pytest.importorskip("setuptools", reason="building the wheel without isolation needs setuptools")
+    pytest.importorskip(
+        "setuptools", minversion="77", reason="setuptools, the build backend, is not installed"
+    )
     src = out / "src"
     src.mkdir()
     for name in SOURCES:

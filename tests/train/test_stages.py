@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from interrupt import interrupt_after
 from safetensors.torch import load_file
 
 from mambajepa.config import load_config
@@ -55,22 +56,6 @@ def _same(a, b):
     assert sa.keys() == sb.keys()
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
-
-
-def _stop_after(trainer, n):
-    class Stop(Exception):
-        pass
-
-    save = trainer._save
-
-    def save_then_stop():
-        save()
-        if trainer.step >= n:
-            raise Stop
-
-    trainer._save = save_then_stop
-    with pytest.raises(Stop):
-        trainer.fit()
 
 
 def test_resolution_takes_unset_fields_from_train():
@@ -167,7 +152,7 @@ def test_resume_inside_and_between_stages_is_bit_identical(tmp_path, stop_at):
     cfg = _config()
     full, _, _ = _fit(cfg, tmp_path / "full")
     partial = tmp_path / "partial"
-    _stop_after(Trainer(_method(cfg), cfg, partial), stop_at)
+    interrupt_after(Trainer(_method(cfg), cfg, partial), stop_at)
     resumed, _, summary = _fit(cfg, partial, resume="auto")
     assert summary["step"] == 11
     _same(full, resumed)
@@ -176,7 +161,7 @@ def test_resume_inside_and_between_stages_is_bit_identical(tmp_path, stop_at):
 
 def test_a_changed_stage_warns_on_resume(tmp_path):
     cfg = _config()
-    _stop_after(Trainer(_method(cfg), cfg, tmp_path), 8)
+    interrupt_after(Trainer(_method(cfg), cfg, tmp_path), 8)
     changed = _config([STAGES[0], {**STAGES[1], "lr": 0.002}])
     with pytest.warns(RuntimeWarning, match=r"stage 1 \('second'\) differs"):
         Trainer(_method(changed), changed, tmp_path, resume="auto")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from interrupt import interrupt_after
 from torch.utils.data import IterableDataset
 
 from mambajepa.config import load_config
@@ -87,31 +88,12 @@ def test_resume_is_bit_identical(tmp_path, variant):
     cfg.model.dropout = 0.2
     full, _ = _train(cfg, tmp_path / "full")
     partial_dir = tmp_path / "partial"
-    _interrupt_after(Trainer(_method(cfg), cfg, partial_dir), 8)
+    interrupt_after(Trainer(_method(cfg), cfg, partial_dir), 8)
     resumed, summary = _train(cfg, partial_dir, resume="auto")
     assert summary["step"] == 12
     _assert_same_weights(full, resumed)
     steps = [json.loads(line)["step"] for line in (partial_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13))  # records past the checkpoint were rewritten, not duplicated
-
-
-def _interrupt_after(trainer: Trainer, n: int) -> None:
-    """Run ``trainer.fit`` and stop it right after the checkpoint at step ``n`` (like a kill)."""
-
-    class Stop(Exception):
-        pass
-
-    save = trainer._save
-
-    def save_then_stop():
-        save()
-        if trainer.step >= n:
-            raise Stop
-
-    trainer._save = save_then_stop
-    with pytest.raises(Stop):
-        trainer.fit()
-    assert [p.name for p in ck.list_checkpoints(trainer.ckpt_root)][-1] == f"step_{n}"
 
 
 class _Stream(IterableDataset):
@@ -134,7 +116,7 @@ def test_resume_with_an_iterable_dataset(tmp_path):
     cfg = _config(eval_every=0)
     full, _ = _train(cfg, tmp_path / "full", cls=_StreamRegression)
     trainer = Trainer(_method(cfg, _StreamRegression), cfg, tmp_path / "partial")
-    _interrupt_after(trainer, 8)
+    interrupt_after(trainer, 8)
     resumed, _ = _train(cfg, tmp_path / "partial", resume="auto", cls=_StreamRegression)
     _assert_same_weights(full, resumed)
 
