@@ -21,6 +21,7 @@ the command line (``--encoder.bimamba=false``). The sections plug into
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,7 +79,7 @@ def _check_kwargs(
 
 
 @dataclass
-class _NamedSpec:
+class _NamedSpec(abc.ABC):
     """A registered name and keyword arguments for its factory (see the module docstring)."""
 
     #: what the name refers to, for messages
@@ -123,8 +124,9 @@ class _NamedSpec:
             raise ConfigError(f"{_prefix(path)}name: {err}") from None
         return _check_kwargs(self.kwargs, arguments, aliases, path, owner)
 
+    @abc.abstractmethod
     def _schema(self) -> tuple[dict[str, Argument] | None, dict[str, str], str]:
-        raise NotImplementedError
+        """``(arguments, aliases, owner)`` of the named entry (each subclass reads its registry)."""
 
 
 @dataclass

@@ -21,13 +21,14 @@ offers the evaluation and calls :meth:`Evaluation.run`::
 
 from __future__ import annotations
 
+import abc
 import argparse
 from typing import ClassVar
 
 __all__ = ["Evaluation"]
 
 
-class Evaluation:
+class Evaluation(abc.ABC):
     """Base class of registered evaluations."""
 
     #: the sub-command name (set by ``register_evaluation``)
@@ -37,9 +38,9 @@ class Evaluation:
     #: the sub-command's description (default: ``help``)
     description: ClassVar[str] = ""
 
-    def configure(self, parser: argparse.ArgumentParser) -> None:
+    def configure(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027  (optional hook)
         """Add this evaluation's flags to its sub-command (``--checkpoint`` is already there)."""
 
+    @abc.abstractmethod
     def run(self, args: argparse.Namespace) -> int:
         """Evaluate the run ``args.checkpoint``; return the process exit status."""
-        raise NotImplementedError(f"evaluation {self.name!r} does not implement run()")
