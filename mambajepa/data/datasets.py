@@ -66,10 +66,8 @@ def shapes_images(
     """ShapesWorld still scenes ``{"image": (3, S, S), <label>: int, ...}``."""
     _check(split, image_size)
     num = _split_size(split, n_train, n_val, n_test)
-    if num == 0:
-        return None
-    transform = Normalize() if normalize else None
-    return ShapesImages(split, image_size, num, seed, ShapesConfig(max_objects=max_objects), transform)
+    world, transform = ShapesConfig(max_objects=max_objects), Normalize() if normalize else None
+    return ShapesImages(split, image_size, num, seed, world, transform) if num else None
 
 
 @register_dataset("shapes_videos")
@@ -88,11 +86,10 @@ def shapes_videos(
     """ShapesWorld clips ``{"video": (3, T, S, S), <label>: int, ...}``."""
     _check(split, image_size, num_frames)
     num = _split_size(split, n_train, n_val, n_test)
-    if num == 0:
-        return None
-    transform = Normalize() if normalize else None
-    world = ShapesConfig(max_objects=max_objects)
-    return ShapesVideos(split, image_size, num, seed, world, transform, num_frames=num_frames)
+    world, transform = ShapesConfig(max_objects=max_objects), Normalize() if normalize else None
+    return (
+        ShapesVideos(split, image_size, num, seed, world, transform, num_frames=num_frames) if num else None
+    )
 
 
 @register_dataset("cifar10")
