@@ -206,7 +206,7 @@ def _train_cmd(launcher: list[str], run_dir: Path) -> list[str]:
 
 def check_ddp(workdir: Path, timeout: float = 240.0) -> dict[str, Any]:
     """Two NCCL processes under torchrun end with the weights of one process (``debug_tiny``, fp32)."""
-    from mambajepa.train.checkpoint import load_checkpoint_weights
+    from mambajepa.core.checkpoint import load_checkpoint_weights
 
     one, two = workdir / "one", workdir / "two"
     runs = {

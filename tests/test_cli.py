@@ -10,9 +10,9 @@ import pytest
 
 from mambajepa import bench, cli
 from mambajepa.cli import main
+from mambajepa.core.checkpoint import list_checkpoints, load_checkpoint_weights
 from mambajepa.core.errors import ConfigError
 from mambajepa.demo import run_demo
-from mambajepa.train.checkpoint import list_checkpoints, load_checkpoint_weights
 
 COMMANDS = ["train", "eval", "export", "bench", "info", "demo", "data"]
 FAST = ["--train.warmup_steps=0", "--train.progress=false", "--train.plots=false", "--train.eval_every=0"]

@@ -22,7 +22,14 @@ from mambajepa.data.shapes_render import (
 )
 from mambajepa.data.shapes_text import ANSWERS, QUESTION_TYPES, WORDS, caption, class_prompts, question_answer
 from mambajepa.data.skipping import BadItems, BadItemWarning
-from mambajepa.data.synthetic import ShapesCaptions, ShapesImages, ShapesStream, ShapesVideos, ShapesVQA
+from mambajepa.data.synthetic import (
+    ShapesCaptions,
+    ShapesImages,
+    ShapesStream,
+    ShapesVideos,
+    ShapesVL,
+    ShapesVQA,
+)
 from mambajepa.data.text import TokenBlocks, read_documents, shapesworld_documents
 from mambajepa.data.tokenizers import ByteTokenizer, HFTokenizer, TextTokenizer, load_tokenizer
 from mambajepa.data.transforms import (
@@ -69,6 +76,7 @@ __all__ = [
     "ShapesConfig",
     "ShapesImages",
     "ShapesStream",
+    "ShapesVL",
     "ShapesVQA",
     "ShapesVideos",
     "TextTokenizer",

@@ -10,6 +10,8 @@ token grid from the section alone. A factory returns ``None`` for a split withou
 ========================  =====================================================================
 ``shapes_images``         ShapesWorld still scenes (three disjoint splits)
 ``shapes_videos``         ShapesWorld clips of moving objects (three disjoint splits)
+``shapes_vl``             ShapesWorld (image or clip, query, target text): captions, questions, both
+``shapes_stream``         ShapesWorld long videos of several scenes with cuts at known frames
 ``cifar10``               CIFAR-10 archives or folders on disk (``val`` and ``test``: the test set)
 ``video_folder``          clips of the video files in a folder (``val``/``test``: ``val_root``)
 ``random_function``       samples of a fixed random MLP (the engine's smallest real task)
@@ -24,12 +26,20 @@ from mambajepa.core.errors import ConfigError
 from mambajepa.data.cifar10 import CIFAR10
 from mambajepa.data.random_function import RandomFunctionDataset
 from mambajepa.data.shapes_render import ShapesConfig
-from mambajepa.data.synthetic import ShapesImages, ShapesVideos
+from mambajepa.data.synthetic import ShapesImages, ShapesStream, ShapesVideos, ShapesVL
 from mambajepa.data.transforms import Normalize, build_transform
 from mambajepa.data.video import VideoClips
 from mambajepa.registry import register_dataset
 
-__all__ = ["cifar10", "random_function", "shapes_images", "shapes_videos", "video_folder"]
+__all__ = [
+    "cifar10",
+    "random_function",
+    "shapes_images",
+    "shapes_stream",
+    "shapes_videos",
+    "shapes_vl",
+    "video_folder",
+]
 
 Split = Literal["train", "val", "test"]
 _SPLITS = ("train", "val", "test")
@@ -90,6 +100,61 @@ def shapes_videos(
     return (
         ShapesVideos(split, image_size, num, seed, world, transform, num_frames=num_frames) if num else None
     )
+
+
+@register_dataset("shapes_vl")
+def shapes_vl(
+    split: Split = "train",
+    *,
+    image_size: int = 32,  # image / frame side in pixels
+    task: Literal["caption", "vqa", "mixed"] = "caption",  # captions, questions, or both
+    caption_fraction: float = 0.3,  # share of caption items when task is mixed
+    video: bool = False,  # clips instead of still images
+    num_frames: int = 8,  # frames per clip when video
+    n_train: int = 20_000,  # items of the training split
+    n_val: int = 512,  # items of the held-out split of the periodic evaluation (0: none)
+    n_test: int = 10_000,  # items of the test split (evaluation)
+    seed: int = 0,  # world seed
+    max_objects: int = 1,  # objects per scene
+    normalize: bool = False,  # ImageNet mean/std normalisation of the pixels
+) -> ShapesVL | None:
+    """ShapesWorld ``{"image" | "video", "query", "target", "task", <label>: int, ...}`` triplets."""
+    _check(split, image_size, num_frames)
+    num = _split_size(split, n_train, n_val, n_test)
+    world, transform = ShapesConfig(max_objects=max_objects), Normalize() if normalize else None
+    if not num:
+        return None
+    return ShapesVL(
+        split, image_size, num, seed, world, transform,
+        task=task, caption_fraction=caption_fraction, video=video, num_frames=num_frames,
+    )  # fmt: skip
+
+
+@register_dataset("shapes_stream")
+def shapes_stream(
+    split: Split = "test",
+    *,
+    image_size: int = 32,  # frame side in pixels
+    num_frames: int = 64,  # frames per stream
+    num_scenes: int = 4,  # scenes per stream (cuts = num_scenes - 1)
+    min_scene_frames: int = 8,  # the shortest scene
+    n_train: int = 1_000,  # streams of the training split
+    n_val: int = 20,  # streams of the held-out split
+    n_test: int = 20,  # streams of the test split
+    seed: int = 0,  # world seed
+    max_objects: int = 1,  # objects per scene
+    normalize: bool = False,  # ImageNet mean/std normalisation of the pixels
+) -> ShapesStream | None:
+    """ShapesWorld streams ``{"video": (3, T, S, S), "scene_starts", "frame_scene", "captions"}``."""
+    _check(split, image_size, num_frames)
+    num = _split_size(split, n_train, n_val, n_test)
+    world, transform = ShapesConfig(max_objects=max_objects), Normalize() if normalize else None
+    if not num:
+        return None
+    return ShapesStream(
+        split, image_size, num, seed, world, transform,
+        num_frames=num_frames, num_scenes=num_scenes, min_scene_frames=min_scene_frames,
+    )  # fmt: skip
 
 
 @register_dataset("cifar10")

@@ -40,7 +40,7 @@ IMAGE_LABELS = ("shape", "colour", "size", "position", "texture", "background")
 VIDEO_LABELS = IMAGE_LABELS + ("direction", "speed")
 
 # salts that separate the random streams drawn for one scene index
-_CAPTION_SALT, _QUESTION_SALT, _STREAM_SALT = 1, 2, 3
+_CAPTION_SALT, _QUESTION_SALT, _STREAM_SALT, _TASK_SALT = 1, 2, 3, 4
 
 Transform = Callable[..., torch.Tensor]
 
@@ -210,6 +210,87 @@ class ShapesVQA(_ShapesDataset):
             "index": self.global_index(index),
             **scene.labels(),
         }
+
+
+class ShapesVL(_ShapesDataset):
+    """Vision-language triplets ``{"image" | "video", "query", "target", "task", <label>: int, ...}``.
+
+    A ``caption`` item has an empty ``query`` and the scene's caption as ``target``; a ``vqa`` item
+    has a question as ``query`` and its canonical answer as ``target`` (plus ``question_type`` and
+    ``answer_id``). ``task="mixed"`` draws the kind of each item from its index, a caption with
+    probability ``caption_fraction`` (VL-JEPA's supervised stage mixes captioning into VQA).
+
+    Args:
+        task: ``"caption"``, ``"vqa"`` or ``"mixed"``.
+        caption_fraction: share of caption items when mixed.
+        video: clips of ``num_frames`` frames (captions and questions then name the motion).
+        num_frames: frames per clip when ``video``.
+        **kwargs: as :class:`ShapesImages`.
+
+    Raises:
+        ConfigError: an unknown task or a fraction outside [0, 1].
+    """
+
+    question_types = QUESTION_TYPES
+
+    def __init__(
+        self,
+        *args: Any,
+        task: str = "caption",
+        caption_fraction: float = 0.3,
+        video: bool = False,
+        num_frames: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if task not in ("caption", "vqa", "mixed"):
+            raise ConfigError(f"ShapesVL task={task!r}; expected 'caption', 'vqa' or 'mixed'")
+        if not 0.0 <= caption_fraction <= 1.0:
+            raise ConfigError(f"caption_fraction={caption_fraction} must lie in [0, 1]")
+        self.task, self.caption_fraction = task, float(caption_fraction)
+        self.video, self.num_frames = bool(video), int(num_frames)
+
+    def task_of(self, index: int) -> str:
+        """``"caption"`` or ``"vqa"``: the kind of item ``index``."""
+        if self.task != "mixed":
+            return self.task
+        return "caption" if self._rng(index, _TASK_SALT).random() < self.caption_fraction else "vqa"
+
+    def texts(self, index: int) -> tuple[str, str]:
+        """``(query, target)`` of item ``index`` (without rendering pixels)."""
+        if self.task_of(index) == "caption":
+            return "", caption(self.scene(index), self._rng(index, _CAPTION_SALT), video=self.video)
+        _, question, answer = question_answer(self.scene(index), self._rng(index, _QUESTION_SALT), self.video)
+        return question, answer
+
+    def corpus(self, index: int) -> list[str]:
+        """Every text of item ``index``'s scene, whatever its task: caption, question, answer."""
+        scene = self.scene(index)
+        _, question, answer = question_answer(scene, self._rng(index, _QUESTION_SALT), video=self.video)
+        return [caption(scene, self._rng(index, _CAPTION_SALT), video=self.video), question, answer]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        scene = self.scene(index)
+        task = self.task_of(index)
+        item: dict[str, Any] = {
+            "video" if self.video else "image": self._pixels(scene, self.num_frames if self.video else None),
+            "task": task,
+            "index": self.global_index(index),
+            **scene.labels(),
+        }
+        if task == "caption":
+            item.update(query="", target=caption(scene, self._rng(index, _CAPTION_SALT), video=self.video))
+        else:
+            qtype, question, answer = question_answer(
+                scene, self._rng(index, _QUESTION_SALT), video=self.video
+            )
+            item.update(
+                query=question,
+                target=answer,
+                question_type=QUESTION_TYPES.index(qtype),
+                answer_id=ANSWERS.index(answer),
+            )
+        return item
 
 
 class ShapesStream(_ShapesDataset):

@@ -47,7 +47,7 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 
 def _config_data(path: str | Path) -> tuple[dict[str, Any], Path]:
-    from mambajepa.train.checkpoint import resolve_checkpoint
+    from mambajepa.core.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(path)
     source = ckpt / "config.yaml"
@@ -114,7 +114,7 @@ def load_run(path: str | Path, overrides: list[str] | None = None, config: RunCo
             and unexpected keys are listed).
         ConfigError: a method that is not registered, or a config it does not accept.
     """
-    from mambajepa.train.checkpoint import load_checkpoint_weights
+    from mambajepa.core.checkpoint import load_checkpoint_weights
 
     stored, ckpt = read_run_config(path, overrides)
     config = config if config is not None else stored

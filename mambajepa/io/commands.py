@@ -69,7 +69,7 @@ def _resolve(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], Pretrai
             model = load_pretrained(path)
         return model.state_dict(), model
     if path.is_dir():
-        from mambajepa.train.checkpoint import load_checkpoint_weights
+        from mambajepa.core.checkpoint import load_checkpoint_weights
 
         return load_checkpoint_weights(path), None
     if path.is_file() and path.suffix in (".pt", ".pth"):

@@ -77,6 +77,10 @@ class Mamba3(nn.Module):
         is_mimo: multi-input multi-output state update of rank ``mimo_rank``.
         mimo_rank: ``R`` when ``is_mimo`` (otherwise 1).
         chunk_size: chunk length of the chunked scan.
+        trapezoidal_alpha: a fixed trapezoid weight ``lambda`` in [0, 1] for every position (1:
+            exponential Euler on the current input alone, 0.5: the trapezoid rule); None: the data-dependent
+            ``sigmoid(in_proj)`` of Mamba-3. ``in_proj`` keeps its ``trap`` rows either way, so
+            state dicts load in both modes.
         layer_idx: index of the layer in a stack (kept for callers that key caches by it).
         device, dtype: factory arguments of the projections and norms.
         impl: ``"auto"``, ``"ref"``, ``"chunked"`` or ``"fused"`` (see the dispatch module).
@@ -101,6 +105,7 @@ class Mamba3(nn.Module):
         is_mimo: bool = False,
         mimo_rank: int = 4,
         chunk_size: int = 64,
+        trapezoidal_alpha: float | None = None,
         layer_idx: int | None = None,
         device=None,
         dtype=None,
@@ -120,6 +125,9 @@ class Mamba3(nn.Module):
         self.is_mimo = is_mimo
         self.mimo_rank = mimo_rank if is_mimo else 1
         self.chunk_size = chunk_size
+        if trapezoidal_alpha is not None and not 0.0 <= trapezoidal_alpha <= 1.0:
+            raise ConfigError(f"trapezoidal_alpha={trapezoidal_alpha} must lie in [0, 1] (or be None)")
+        self.trapezoidal_alpha = trapezoidal_alpha
         self.layer_idx = layer_idx
         self.impl = impl
         if self.d_inner % headdim:
@@ -229,7 +237,10 @@ class Mamba3(nn.Module):
 
         A = torch.clamp(-heavy_tail(dd_a.to(cdt)), max=-self.A_floor)  # (B, L, H)
         dt = F.softplus(dd_dt.to(cdt) + self.dt_bias.to(cdt))  # (B, L, H)
-        lam = torch.sigmoid(trap.to(cdt))  # (B, L, H)
+        if self.trapezoidal_alpha is None:
+            lam = torch.sigmoid(trap.to(cdt))  # (B, L, H)
+        else:
+            lam = torch.full_like(dt, self.trapezoidal_alpha)  # (B, L, H)
         dtheta = dt[..., None] * math.pi * torch.tanh(ang.to(cdt))[:, :, None, :]  # (B, L, H, S)
 
         def heads(proj: torch.Tensor, norm: RMSNorm, bias: torch.Tensor) -> torch.Tensor:

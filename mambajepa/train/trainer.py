@@ -34,9 +34,9 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from mambajepa.config import RunConfig, config_hash, config_to_dict, save_config, validate_config
+from mambajepa.core import checkpoint as ckpt_io
 from mambajepa.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from mambajepa.methods.base import Method, TrainOutput
-from mambajepa.train import checkpoint as ckpt_io
 from mambajepa.train.data import build_eval_loader, build_train_loader, mix_seed
 from mambajepa.train.distributed import (
     DistInfo,

@@ -10,12 +10,12 @@ import torch
 from mambajepa import registry
 from mambajepa.cli import main
 from mambajepa.config import load_config, resolve_recipe
+from mambajepa.core.checkpoint import load_checkpoint_weights
 from mambajepa.core.errors import CheckpointError
 from mambajepa.eval.runs import load_run
 from mambajepa.methods.jepa import JEPA
 from mambajepa.methods.regression import MLPRegression
 from mambajepa.registry import register_evaluation
-from mambajepa.train.checkpoint import load_checkpoint_weights
 from mambajepa.train.trainer import run_training
 
 FAST = {"warmup_steps": 0, "eval_every": 0, "checkpoint_every": 0, "progress": False, "plots": False}

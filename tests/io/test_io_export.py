@@ -97,7 +97,7 @@ def test_export_command_from_preset_and_errors(tmp_path, capsys):
 
 
 def test_export_command_from_run_directory(tmp_path):
-    from mambajepa.train.checkpoint import save_checkpoint
+    from mambajepa.core.checkpoint import save_checkpoint
 
     model = small_vit()
     state = {f"encoder.{k}": v for k, v in model.state_dict().items()}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mambajepa.config import load_config
+from mambajepa.core.checkpoint import list_checkpoints, load_checkpoint_weights
 from mambajepa.masks import (
     DuplicateIndex,
     EmptyContext,
@@ -18,7 +19,6 @@ from mambajepa.masks import (
     OverlappingMasks,
 )
 from mambajepa.methods.jepa import JEPA, JEPAOutput
-from mambajepa.train.checkpoint import list_checkpoints, load_checkpoint_weights
 from mambajepa.train.trainer import run_training, seed_everything
 
 # 16 px images, 4 px patches: a 4x4 token grid; one-block encoder and predictor.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mambajepa.train import checkpoint as ck
+from mambajepa.core import checkpoint as ck
 from mambajepa.train.trainer import Trainer
 
 

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from mambajepa.core import checkpoint as ck
 from mambajepa.core.errors import CheckpointError
 from mambajepa.methods.base import ParamGroupSpec
-from mambajepa.train import checkpoint as ck
 from mambajepa.train.optim import build_optimizer, split_param_groups
 
 

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from mambajepa.train.checkpoint import load_checkpoint_weights, read_trainer_state
+from mambajepa.core.checkpoint import load_checkpoint_weights, read_trainer_state
 
 ARGS = [
     "--train.max_steps=15",

@@ -17,14 +17,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mambajepa.losses import info_nce
-from mambajepa.train.checkpoint import (
+from mambajepa.core.checkpoint import (
     is_sharded,
     latest_valid_checkpoint,
     list_checkpoints,
     load_checkpoint_weights,
     read_trainer_state,
 )
+from mambajepa.losses import info_nce
 
 COMMON = ["--train.progress=false", "--train.plots=false", "--train.eval_every=0"]
 

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from mambajepa.train.checkpoint import latest_valid_checkpoint, list_checkpoints, load_checkpoint_weights
+from mambajepa.core.checkpoint import latest_valid_checkpoint, list_checkpoints, load_checkpoint_weights
 
 STEPS, EVERY, KILL_AT = 800, 100, 200
 ARGS = [

@@ -12,11 +12,11 @@ from interrupt import interrupt_after
 from safetensors.torch import load_file
 
 from mambajepa.config import load_config
+from mambajepa.core import checkpoint as ck
 from mambajepa.core.errors import CheckpointError, ConfigError
 from mambajepa.core.schedules import lr_at
 from mambajepa.methods.base import TrainOutput
 from mambajepa.methods.regression import MLPRegression
-from mambajepa.train import checkpoint as ck
 from mambajepa.train.logging import read_metrics, stage_boundaries
 from mambajepa.train.stages import resolve_stages
 from mambajepa.train.trainer import Trainer, seed_everything

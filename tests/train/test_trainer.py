@@ -10,11 +10,11 @@ from interrupt import interrupt_after
 from torch.utils.data import IterableDataset
 
 from mambajepa.config import load_config
+from mambajepa.core import checkpoint as ck
 from mambajepa.core.errors import ConfigError, TrainingDiverged
 from mambajepa.core.schedules import lr_at
 from mambajepa.methods.base import DataSpec, TrainOutput
 from mambajepa.methods.regression import MLPRegression
-from mambajepa.train import checkpoint as ck
 from mambajepa.train.trainer import Trainer, seed_everything
 
 
