@@ -37,7 +37,7 @@ from mambajepa.core.errors import CheckpointError, ConfigError, ShapeError
 from mambajepa.core.files import atomic_write_json, load_state_dict, read_json, save_state_dict
 from mambajepa.core.mapping import load_mapped
 from mambajepa.core.pretrained import config_from_dict, config_to_dict
-from mambajepa.data.tokenizers import HFTokenizer, TextTokenizer, load_tokenizer
+from mambajepa.data.tokenizers import ByteTokenizer, HFTokenizer, TextTokenizer, load_tokenizer
 from mambajepa.encoders.text import TextDecoder, TextDecoderConfig, TextEncoder, TextEncoderConfig
 from mambajepa.encoders.vit import ViTConfig
 from mambajepa.losses.infonce import InfoNCE
@@ -373,8 +373,6 @@ class VLJEPAOutput(TrainOutput):
 
 
 def _default_tokenizer(vocab_size: int) -> TextTokenizer:
-    from mambajepa.data.tokenizers import ByteTokenizer
-
     tokenizer = ByteTokenizer()
     if tokenizer.vocab_size > vocab_size:
         raise ConfigError(f"the byte tokenizer needs vocab_size >= {tokenizer.vocab_size}, got {vocab_size}")
@@ -685,7 +683,7 @@ class Mamba3Jepa(nn.Module):
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if not isinstance(self.tokenizer, HFTokenizer) and type(self.tokenizer).__name__ != "ByteTokenizer":
+        if not isinstance(self.tokenizer, (HFTokenizer, ByteTokenizer)):
             raise ConfigError(
                 f"cannot save a {type(self.tokenizer).__name__}; use a byte or tokenizer.json tokenizer"
             )
