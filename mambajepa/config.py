@@ -472,18 +472,34 @@ def _parse_scalar(raw: str) -> Any:
 
 
 def _apply_override(data: dict[str, Any], key: str, value: Any, root_cls: type) -> None:
+    """Set ``key`` (dotted; an integer part indexes a list, as in ``stages.1.lr``) to ``value``."""
     aliases = getattr(root_cls, "ALIASES", {})
     key = aliases.get(key, key)
     parts = key.split(".")
-    node = data
-    for depth, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {'.'.join(parts[: depth + 1])!r} is not a section")
-        node = child
-    node[parts[-1]] = value
+    node: Any = data
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"override {key!r}: {where!r} is not an index of a {len(node)}-element list"
+                )
+            if last:
+                node[int(part)] = value
+                return
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[:depth])!r} is not a section")
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {key!r}: {where!r} is not a section")
 
 
 # ----------------------------------------------------------------------------------------------

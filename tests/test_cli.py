@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
+import yaml
 
 from mambajepa import bench, cli
 from mambajepa.cli import main
@@ -108,24 +111,46 @@ def test_delegated_command_missing_is_a_clear_error(command, capsys, monkeypatch
     assert "not available" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end_and_replaces_only_its_own_run(tmp_path, capsys):
-    overrides = [
-        "--train.max_steps=10",
-        "--train.warmup_steps=0",
-        "--train.eval_every=5",
-        "--probe.n_train=64",
-        "--probe.n_eval=32",
-        "--probe.attentive=false",
-    ]
+# the demo pipeline shrunk to seconds: a one-block X-encoder at 16 px, two steps per stage
+DEMO_X = [
+    "--encoder.img_size=16", "--encoder.embed_dim=32", "--encoder.depth=1", "--encoder.num_heads=2",
+    "--predictor.embed_dim=16", "--predictor.depth=1", "--data.image_size=16", "--data.n_train=64",
+    "--data.n_val=0", "--train.max_steps=2", "--train.batch_size=8", "--train.warmup_steps=0",
+    "--train.plots=false", "--train.progress=false",
+]  # fmt: skip
+DEMO_VL = [
+    "--x_encoder.img_size=16", "--x_encoder.embed_dim=32", "--x_encoder.depth=1", "--x_encoder.num_heads=2",
+    "--predictor.d_model=32", "--predictor.n_layers=1", "--predictor.embed_dim=16", "--predictor.visual_pool=2",
+    "--y_encoder.d_model=32", "--y_encoder.n_layers=1", "--y_encoder.embed_dim=16",
+    "--y_decoder.d_model=32", "--y_decoder.n_layers=1", "--y_decoder.embed_dim=16", "--y_decoder.prefix_len=2",
+    "--tokenizer.kind=byte", "--data.image_size=16", "--data.n_train=64", "--data.n_val=0",
+    "--stages.0.steps=2", "--stages.0.warmup=0", "--stages.1.steps=2", "--stages.1.warmup=0",
+    "--train.batch_size=8", "--train.plots=false", "--train.progress=false",
+    "--eval.max_tokens=4", "--eval.prompts_per_class=2", "--eval.batch_size=8",
+]  # fmt: skip
+
+
+def test_demo_runs_the_pipeline_and_replaces_only_its_own_run(tmp_path, capsys):
+    run = tmp_path / "demo"
     for _ in range(2):  # a second demo replaces the first instead of resuming a finished run
-        assert run_demo(tmp_path / "demo", overrides) == 0
+        assert run_demo(run, DEMO_VL, DEMO_X, n_items=8, n_streams=1) == 0
         out = capsys.readouterr().out
-        assert "steps            10" in out and "val/loss" in out
-    assert (tmp_path / "demo" / "plots" / "loss.png").is_file()
+        assert "zero-shot colour top-1" in out and "chance" in out and "x_encoder    2 steps" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["training"]["vljepa"]["steps"] == 4
+    assert set(summary["training"]["vljepa"]["samples_per_s"]) == {"captioning", "sft"}
+    assert {"zero_shot", "retrieval", "vqa", "selective", "latency"} <= set(summary["evaluation"])
+    # the VL stages ran on the pre-trained X-encoder, not on a fresh one
+    vl_config = yaml.safe_load((run / "vljepa" / "config.yaml").read_text())
+    assert vl_config["x_encoder_weights"] == str(run / "x_encoder")
+    report = (run / "report.md").read_text()
+    for picture in summary["evaluation"]["pictures"]:
+        assert Path(picture).is_file() and Path(picture).name in report
+    assert "zero-shot shape top-1" in report
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="not a previous"):
-        run_demo(tmp_path / "other", overrides)
+    with pytest.raises(ConfigError, match="not a previous demo run"):
+        run_demo(tmp_path / "other", DEMO_VL, DEMO_X)
     assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
 
 

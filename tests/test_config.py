@@ -83,6 +83,21 @@ def test_overrides_both_forms_aliases_and_scalar_parsing():
     assert cfg.train.betas == (0.8, 0.99)
 
 
+def test_overrides_index_into_lists_such_as_stages():
+    recipe = resolve_recipe("debug_stages")
+    cfg = load_config(recipe, ["--stages.1.lr=2e-3", "--stages.0.steps", "7", "--stages.1.data.noise=0.5"])
+    assert cfg.stages[1].lr == pytest.approx(2e-3) and cfg.stages[0].steps == 7
+    assert cfg.stages[1].data["noise"] == 0.5 and cfg.stages[0].warmup == 10
+    untouched = load_config(recipe)
+    assert untouched.stages[1].lr == pytest.approx(1e-3)  # the recipe file's lists are not mutated
+    with pytest.raises(ConfigError, match="'stages.2' is not an index of a 2-element list"):
+        load_config(recipe, ["--stages.2.lr=1e-3"])
+    with pytest.raises(ConfigError, match="'stages.first' is not an index"):
+        load_config(recipe, ["--stages.first.lr=1e-3"])
+    with pytest.raises(ConfigError, match="'stages.0.steps' is not a section"):
+        load_config(recipe, ["--stages.0.steps.x=1"])
+
+
 def test_parse_overrides():
     assert parse_overrides(["--a.b=1", "--c", "x y", "--flag", "--d.e", "-2"]) == [
         ("a.b", 1),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["is_distributed", "world_size", "rank", "gather_with_grad"]
+__all__ = ["is_distributed", "world_size", "rank", "gather_no_grad", "gather_with_grad"]
 
 
 def is_distributed() -> bool:
@@ -41,3 +41,19 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)
+
+
+def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` of every rank along dim 0, in rank order, without gradients (labels, ids).
+
+    Args:
+        x: ``(B, ...)``, the same shape on every rank.
+
+    Returns:
+        ``(world_size * B, ...)``; ``x`` itself in a single process.
+    """
+    if not is_distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)

@@ -14,21 +14,26 @@ token grid from the section alone. A factory returns ``None`` for a split withou
 ``shapes_stream``         ShapesWorld long videos of several scenes with cuts at known frames
 ``cifar10``               CIFAR-10 archives or folders on disk (``val`` and ``test``: the test set)
 ``video_folder``          clips of the video files in a folder (``val``/``test``: ``val_root``)
+``webdataset``            image-caption WebDataset tar shards (``val``/``test``: ``val_shards``)
+``vqa``                   VQAv2 question + annotation JSON and an image folder (``val``/``test``: ``val_*``)
 ``random_function``       samples of a fixed random MLP (the engine's smallest real task)
 ========================  =====================================================================
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from mambajepa.core.errors import ConfigError
 from mambajepa.data.cifar10 import CIFAR10
+from mambajepa.data.image_text import WebDatasetShards
 from mambajepa.data.random_function import RandomFunctionDataset
 from mambajepa.data.shapes_render import ShapesConfig
 from mambajepa.data.synthetic import ShapesImages, ShapesStream, ShapesVideos, ShapesVL
 from mambajepa.data.transforms import Normalize, build_transform
 from mambajepa.data.video import VideoClips
+from mambajepa.data.vqa import COCO_TEMPLATE, VQADataset
 from mambajepa.registry import register_dataset
 
 __all__ = [
@@ -39,6 +44,8 @@ __all__ = [
     "shapes_videos",
     "shapes_vl",
     "video_folder",
+    "vqa",
+    "webdataset",
 ]
 
 Split = Literal["train", "val", "test"]
@@ -199,6 +206,69 @@ def video_folder(
         random_start=train,
         seed=seed,
         transform=Normalize() if normalize else None,
+    )
+
+
+@register_dataset("webdataset")
+def webdataset(
+    split: Split = "train",
+    *,
+    root: str,  # folder of the shards
+    shards: str = "*.tar",  # training shards under root: a glob or a brace range ({00000..00099}.tar)
+    val_shards: str | None = None,  # held-out shards under root for val and test (null: none)
+    image_size: int = 224,  # image side after resize + center crop
+    normalize: bool = True,  # ImageNet mean/std normalisation of the pixels
+    shuffle_buffer: int = 1000,  # samples held for shuffling the training stream
+    seed: int = 0,  # seed of the shuffle
+    strict: bool = False,  # raise on a bad sample instead of skipping it with a warning
+) -> WebDatasetShards | None:
+    """Image-caption samples ``{"image": (3, S, S), "caption", "key", "meta"}`` streamed from tar shards."""
+    _check(split, image_size)
+    pattern = shards if split == "train" else val_shards
+    if pattern is None:
+        return None
+    train = split == "train"
+    return WebDatasetShards(
+        str(Path(root) / pattern),
+        transform=build_transform(image_size, False, normalize, crop_fraction=1.0),
+        shuffle_buffer=shuffle_buffer if train else 0,
+        seed=seed,
+        strict=strict,
+    )
+
+
+@register_dataset("vqa")
+def vqa(
+    split: Split = "train",
+    *,
+    root: str,  # folder of the VQAv2 files; the paths below are relative to it
+    questions: str = "v2_OpenEnded_mscoco_train2014_questions.json",  # training questions JSON
+    annotations: str = "v2_mscoco_train2014_annotations.json",  # training annotations JSON
+    images: str = "train2014",  # folder of the training images
+    val_questions: str | None = None,  # held-out questions for val and test (null: none)
+    val_annotations: str | None = None,  # held-out annotations
+    val_images: str | None = None,  # folder of the held-out images (default: images)
+    image_template: str = COCO_TEMPLATE,  # image file name from image_id and the questions' data_subtype
+    image_size: int = 224,  # image side after resize + center crop
+    normalize: bool = True,  # ImageNet mean/std normalisation of the pixels
+    strict: bool = False,  # raise on a question without annotation or image instead of skipping it
+) -> VQADataset | None:
+    """VQAv2 items ``{"image": (3, S, S), "question", "answer", "answers", ...}``."""
+    _check(split, image_size)
+    if split != "train":
+        if val_questions is None:
+            return None
+        if val_annotations is None:
+            raise ConfigError("val_questions needs val_annotations (the held-out answers)")
+        questions, annotations, images = val_questions, val_annotations, val_images or images
+    base = Path(root)
+    return VQADataset(
+        base / questions,
+        base / images,
+        base / annotations,
+        image_template=image_template,
+        transform=build_transform(image_size, False, normalize, crop_fraction=1.0),
+        strict=strict,
     )
 
 

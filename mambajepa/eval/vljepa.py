@@ -61,6 +61,7 @@ from mambajepa.data.synthetic import IMAGE_LABELS
 from mambajepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mambajepa.eval.base import Evaluation
 from mambajepa.eval.runs import load_run
+from mambajepa.methods.vljepa import selective as sel
 from mambajepa.methods.vljepa.method import VLJEPAConfig, VLJEPAEvalConfig, model_from_run, normalize_answer
 from mambajepa.methods.vljepa.model import Mamba3Jepa, Mamba3Predictor, Mamba3PredictorConfig
 from mambajepa.registry import build_dataset, register_evaluation
@@ -303,11 +304,14 @@ def text_in_effect(decode_frames: Sequence[int], num_frames: int) -> list[int | 
 
 
 def segment_threshold(embeddings: torch.Tensor) -> float:
-    """The cosine-distance threshold of :func:`segment_stream` for one stream of embeddings ``(T, Z)``.
+    """The merge-cost threshold of :func:`segment_stream` for one stream of embeddings ``(T, Z)``.
 
-    The distances of consecutive frames are small inside a scene and large across a cut. The
-    threshold sits halfway between the median distance (a frame and its neighbour in one scene) and
-    the largest one (the clearest cut).
+    For unit vectors the Ward cost of merging two single frames, ``1/2 ||a - b||^2``, equals their
+    cosine distance ``1 - a.b``; merging two parts of one scene keeps costing about that much as
+    the parts grow (their means differ by the frames' noise), while a cut costs at least the
+    distance across it. The threshold sits halfway between the median distance of consecutive
+    frames (neighbours in one scene) and the largest one (the clearest cut). The embeddings must
+    be L2-normalised, as :func:`stream_schedules` passes them.
     """
     e = F.normalize(embeddings, dim=-1)
     d = 1.0 - (e[1:] * e[:-1]).sum(-1)  # (T-1,)
@@ -316,21 +320,9 @@ def segment_threshold(embeddings: torch.Tensor) -> float:
     return float((d.median() + d.max()) / 2)
 
 
-def _selective():
-    """:mod:`mambajepa.methods.vljepa.selective`, imported on first use.
-
-    It was written in parallel with this module; importing it here lazily keeps the registry's
-    import of every evaluation working while it is missing. Move to a top-level import.
-    """
-    from mambajepa.methods.vljepa import selective
-
-    return selective
-
-
 def _drift_trace(
     signal: torch.Tensor, window: int, threshold: float, smoothing: float
 ) -> tuple[list[int], list[float]]:
-    sel = _selective()
     decoder = sel.SelectiveDecoder(window_size=window, drift_threshold=threshold, smoothing=smoothing)
     frames, drift = [], []
     for t in range(signal.shape[0]):
@@ -364,7 +356,6 @@ def stream_schedules(
         ``{"drift_states", "drift_embeddings", "segments", "uniform_<k>" for k in UNIFORM_SWEEP and
         cfg.uniform_every}``.
     """
-    sel = _selective()
     T = embeddings.shape[0]
     out: dict[str, Schedule] = {}
     for name, signal in (("states", states), ("embeddings", embeddings)):
@@ -372,7 +363,8 @@ def stream_schedules(
             F.normalize(signal, dim=-1), cfg.drift_window, cfg.drift_threshold, cfg.drift_smoothing
         )
         out[f"drift_{name}"] = Schedule(frames, text_in_effect(frames, T), frames, drift)
-    segments = sel.segment_stream(embeddings, distance_threshold=segment_threshold(embeddings))
+    unit = F.normalize(embeddings, dim=-1)
+    segments = sel.segment_stream(unit, distance_threshold=segment_threshold(unit))
     mids = [int(m) for m in sel.segment_midpoints(segments)]
     effect: list[int | None] = [None] * T
     for (start, end), mid in zip(segments, mids):
@@ -391,7 +383,6 @@ def _score(
 
     ``scores[d, k]`` is the attribute score of the text decoded at frame ``d`` against scene ``k``.
     """
-    sel = _selective()
     frame_scene = item["frame_scene"].tolist()
     cuts = sel.cut_scores(schedule.cuts, item["scene_starts"].tolist(), len(frame_scene), tolerance)
     accuracy = [0.0 if d is None else float(scores[d, k]) for d, k in zip(schedule.effect, frame_scene)]
@@ -1118,12 +1109,12 @@ def format_vljepa_table(results: dict[str, Any], baselines: dict[str, dict] | No
     for label, path, chance, spec in rows:
         values = " ".join(f"{fmt(_get(c, path), spec):>{cell}}" for c in columns)
         lines.append(f"{label:<{width}} {values} {fmt(_get(results, chance) if chance else None, '.3f'):>8}")
-    sel = results.get("selective", {})
-    if "skipped" in sel:
-        lines.append(f"selective decoding skipped: {sel['skipped']}")
+    stream = results.get("selective", {})
+    if "skipped" in stream:
+        lines.append(f"selective decoding skipped: {stream['skipped']}")
     else:
         lines.append(
-            f"drift trigger default signal: {sel.get('signal')}; segments: {sel.get('segment_rule')}"
+            f"drift trigger default signal: {stream.get('signal')}; segments: {stream.get('segment_rule')}"
         )
     for name, base in (baselines or {}).items():
         if "skipped" in base.get("selective", {}):

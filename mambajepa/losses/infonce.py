@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambajepa.core.distributed import gather_with_grad, rank
+from mambajepa.core.distributed import gather_no_grad, gather_with_grad, rank
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.losses.checks import check_pair
 
@@ -27,6 +27,7 @@ def info_nce(
     temperature: float | torch.Tensor = 0.07,
     bidirectional: bool = True,
     gather: bool = False,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE loss of ``B`` positive pairs.
 
@@ -40,12 +41,15 @@ def info_nce(
             (gathered with gradients), so the negatives are the whole global batch. With the
             gradient averaging of data parallelism the result trains exactly as the loss of the
             global batch in one process. No effect in a single process.
+        groups: ``(B,)`` integer ids; rows with the same id have the same target (two questions
+            both answered "red"), so they are not each other's negatives: those off-diagonal
+            logits are left out of both softmaxes. None: every other row is a negative.
 
     Returns:
         0-d tensor.
 
     Raises:
-        ShapeError: inputs not ``(B, D)`` of the same shape.
+        ShapeError: inputs not ``(B, D)`` of the same shape, or ``groups`` not ``(B,)``.
         ConfigError: a non-positive float temperature.
     """
     check_pair("info_nce", a, b, min_dims=2)
@@ -53,13 +57,23 @@ def info_nce(
         raise ShapeError(f"info_nce expects (B, D) embeddings, got {tuple(a.shape)}")
     if not isinstance(temperature, torch.Tensor) and temperature <= 0:
         raise ConfigError(f"info_nce temperature={temperature} must be positive")
+    if groups is not None and (groups.shape != a.shape[:1] or groups.is_floating_point()):
+        raise ShapeError(
+            f"info_nce groups must be ({a.shape[0]},) integer ids, got {tuple(groups.shape)} {groups.dtype}"
+        )
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     a_all, b_all = (gather_with_grad(a), gather_with_grad(b)) if gather else (a, b)  # (R*B, D)
     offset = rank() * a.shape[0] if a_all is not a else 0  # this rank's rows inside the gathered batch
     labels = torch.arange(a.shape[0], device=a.device) + offset
-    loss = F.cross_entropy(a @ b_all.T / temperature, labels)  # (B, R*B) logits
+    ab, ba = a @ b_all.T / temperature, b @ a_all.T / temperature  # (B, R*B) logits
+    if groups is not None:
+        groups_all = gather_no_grad(groups) if a_all is not a else groups
+        same = groups[:, None] == groups_all[None, :]  # (B, R*B)
+        same[torch.arange(a.shape[0], device=a.device), labels] = False  # the positive stays
+        ab, ba = ab.masked_fill(same, float("-inf")), ba.masked_fill(same, float("-inf"))
+    loss = F.cross_entropy(ab, labels)
     if bidirectional:
-        loss = 0.5 * (loss + F.cross_entropy(b @ a_all.T / temperature, labels))
+        loss = 0.5 * (loss + F.cross_entropy(ba, labels))
     return loss
 
 
@@ -106,6 +120,6 @@ class InfoNCE(nn.Module):
         """Current temperature as a 0-d tensor (differentiable when learned)."""
         return 1.0 / self.log_scale.exp().clamp(max=self.max_scale)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """InfoNCE loss of the ``(B, D)`` pairs ``a``, ``b`` as a 0-d tensor."""
-        return info_nce(a, b, self.temperature, self.bidirectional, self.gather)
+    def forward(self, a: torch.Tensor, b: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """InfoNCE loss of the ``(B, D)`` pairs ``a``, ``b`` (``groups``: see :func:`info_nce`) as a 0-d tensor."""
+        return info_nce(a, b, self.temperature, self.bidirectional, self.gather, groups)

@@ -9,7 +9,7 @@ from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.losses import InfoNCE, info_nce
 
 
-def reference(a, b, tau, bidirectional):
+def reference(a, b, tau, bidirectional, groups=None):
     def unit(rows):
         return [[x / math.sqrt(sum(y * y for y in r)) for x in r] for r in rows]
 
@@ -17,8 +17,17 @@ def reference(a, b, tau, bidirectional):
     n = len(a)
     sim = [[sum(x * y for x, y in zip(a[i], b[j])) / tau for j in range(n)] for i in range(n)]
 
+    def negative(i, j):  # a row with the same group id as row i is left out, unless it is i's positive
+        return groups is None or j == i or groups[i] != groups[j]
+
     def ce(rows):
-        return sum(math.log(sum(math.exp(v) for v in row)) - row[i] for i, row in enumerate(rows)) / n
+        return (
+            sum(
+                math.log(sum(math.exp(v) for j, v in enumerate(row) if negative(i, j))) - row[i]
+                for i, row in enumerate(rows)
+            )
+            / n
+        )
 
     forward = ce(sim)
     if not bidirectional:
@@ -33,6 +42,22 @@ def test_matches_reference(bidirectional, tau):
     a, b = torch.randn(5, 7), torch.randn(5, 7)
     ours = info_nce(a, b, tau, bidirectional).item()
     assert ours == pytest.approx(reference(a, b, tau, bidirectional), rel=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_rows_with_the_same_group_are_not_each_others_negatives(bidirectional):
+    torch.manual_seed(2)
+    a, b = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    groups = torch.tensor([0, 1, 0, 2, 1, 0])
+    ours = info_nce(a, b, 0.1, bidirectional, groups=groups).item()
+    assert ours == pytest.approx(reference(a, b, 0.1, bidirectional, groups.tolist()), rel=1e-9)
+    assert ours != pytest.approx(reference(a, b, 0.1, bidirectional), rel=1e-3)
+    distinct = info_nce(a, b, 0.1, bidirectional, groups=torch.arange(6)).item()
+    assert distinct == pytest.approx(info_nce(a, b, 0.1, bidirectional).item(), rel=1e-12)
+    with pytest.raises(ShapeError, match="groups"):
+        info_nce(a, b, 0.1, groups=torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ShapeError, match="groups"):
+        info_nce(a, b, 0.1, groups=torch.zeros(6))
 
 
 def test_bidirectional_is_mean_of_both_directions():

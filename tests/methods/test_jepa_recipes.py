@@ -12,7 +12,15 @@ from mambajepa.data.video import write_video
 from mambajepa.methods.jepa import JEPA
 from mambajepa.train.trainer import run_training, seed_everything
 
-RECIPES = ["ijepa_shapes", "vjepa_shapes", "ijepa_cifar10", "vjepa_video"]
+RECIPES = [
+    "ijepa_shapes",
+    "ijepa_shapes_pooled",
+    "ijepa_shapes_32px",
+    "ijepa_shapes_pooled_32px",
+    "vjepa_shapes",
+    "ijepa_cifar10",
+    "vjepa_video",
+]
 
 # shrink any recipe to a one-block model and a few steps
 SHRINK = [
@@ -40,6 +48,24 @@ def test_recipe_loads_and_names_a_registered_backbone(recipe):
         method = JEPA.from_config(cfg)
         assert method.predictor.num_mask_tokens == cfg.mask.num_generators
         assert len(method.mask_strategies()) == cfg.mask.num_generators
+
+
+@pytest.mark.parametrize("recipe", ["ijepa_shapes", "ijepa_shapes_32px"])
+def test_recipes_named_after_i_jepa_run_the_papers_method(recipe):
+    cfg = load_config(resolve_recipe(recipe))
+    assert cfg.predictor.context_pool == "none"  # the predictor reads every context token
+    assert cfg.loss.regularizer == "none" and cfg.loss.energy == "l2" and cfg.mask.kind == "multiblock2d"
+    for name in ("ijepa_shapes_pooled", "ijepa_shapes_pooled_32px"):  # the variants say so in their names
+        variant = load_config(resolve_recipe(name))
+        assert variant.predictor.context_pool == "mean" and variant.loss.regularizer == "barlow_twins"
+
+
+@pytest.mark.parametrize("recipe", ["ijepa_shapes_32px", "ijepa_shapes_pooled_32px"])
+def test_the_32px_recipes_build_the_x_encoder_of_the_vl_recipe(recipe):
+    x_encoder = load_config(resolve_recipe(recipe)).encoder
+    vl = load_config(resolve_recipe("vljepa_shapes"))
+    assert vl.x_encoder == x_encoder
+    assert vl.data.arguments()["image_size"] == x_encoder.kwargs["img_size"]
 
 
 def test_video_recipe_on_videomamba_trains_two_steps(tmp_path):

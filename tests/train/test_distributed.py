@@ -143,7 +143,8 @@ def _infonce_rank(rank: int, port: int, a: torch.Tensor, b: torch.Tensor, out: d
         half = a.shape[0] // 2
         mine_a = a[rank * half : (rank + 1) * half].clone().requires_grad_(True)
         mine_b = b[rank * half : (rank + 1) * half].clone().requires_grad_(True)
-        loss = info_nce(mine_a, mine_b, 0.1, gather=True)
+        groups = GROUPS[rank * half : (rank + 1) * half]
+        loss = info_nce(mine_a, mine_b, 0.1, gather=True, groups=groups)
         loss.backward()
         # data parallelism averages the ranks' gradients: scale by 1 / world size to compare
         out[rank] = (loss.detach(), mine_a.grad / 2, mine_b.grad / 2)
@@ -151,11 +152,14 @@ def _infonce_rank(rank: int, port: int, a: torch.Tensor, b: torch.Tensor, out: d
         dist.destroy_process_group()
 
 
+GROUPS = torch.tensor([0, 1, 2, 3, 1, 4, 0, 5])  # rows 0 / 6 and 1 / 4 share a target across the ranks
+
+
 def test_info_nce_with_gathered_negatives_equals_the_global_batch_loss():
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(8, 5, generator=gen), torch.randn(8, 5, generator=gen)
     full_a, full_b = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    full = info_nce(full_a, full_b, 0.1)
+    full = info_nce(full_a, full_b, 0.1, groups=GROUPS)
     full.backward()
     with mp.Manager() as manager:
         out = manager.dict()
@@ -166,5 +170,10 @@ def test_info_nce_with_gathered_negatives_equals_the_global_batch_loss():
     torch.testing.assert_close(torch.cat([results[r][1] for r in range(2)]), full_a.grad)
     torch.testing.assert_close(torch.cat([results[r][2] for r in range(2)]), full_b.grad)
     # without gathering, each rank sees only its own rows as negatives: a different loss
-    local = torch.stack([info_nce(a[i * 4 : (i + 1) * 4], b[i * 4 : (i + 1) * 4], 0.1) for i in range(2)])
+    local = torch.stack(
+        [
+            info_nce(a[i * 4 : (i + 1) * 4], b[i * 4 : (i + 1) * 4], 0.1, groups=GROUPS[i * 4 : (i + 1) * 4])
+            for i in range(2)
+        ]
+    )
     assert not torch.allclose(local.mean(), full.detach())

@@ -14,6 +14,7 @@ preset starts from a random init (the baseline of every learning criterion).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class VLJEPALossConfig:
     learnable_temperature: bool = False  # learn tau
     decoder_weight: float = 1.0  # weight of the decoder's teacher-forced cross-entropy
     decoder_input: Literal["predicted", "target"] = "predicted"  # the detached embedding the decoder reads
+    same_target_negatives: bool = True  # False: rows with the same target text are not each other's negatives
 
     def validate(self) -> None:
         if self.temperature <= 0 or self.decoder_weight < 0:
@@ -227,6 +229,8 @@ class VLCollate:
 
 def _corpus(dataset: Any, count: int) -> list[str]:
     """Texts of the first ``count`` items of a VL dataset: every caption, question and answer they hold."""
+    if not hasattr(dataset, "__len__"):  # a stream (WebDataset shards): its first `count` items
+        return [" ".join(item_texts(item)) for item in itertools.islice(dataset, count)]
     n = min(count, len(dataset))
     if hasattr(dataset, "corpus"):  # ShapesWorld: every text of a scene, whatever its task
         return [text for i in range(n) for text in dataset.corpus(i)]
@@ -304,6 +308,7 @@ def model_config(config: VLJEPAConfig, vocab_size: int) -> Mamba3JepaConfig:
         learnable_temperature=config.loss.learnable_temperature,
         decoder_weight=config.loss.decoder_weight,
         decoder_input=config.loss.decoder_input,
+        same_target_negatives=config.loss.same_target_negatives,
     )
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "Mamba3TextEncoderConfig",
     "VLJEPAOutput",
     "VitConfig",
+    "target_groups",
 ]
 
 #: the X-encoder's architecture: our ViT config (V-JEPA 2 layout)
@@ -108,7 +109,7 @@ class Mamba3PredictorConfig:
 class Mamba3TextEncoderConfig:
     """Architecture of the Y-encoder (a Mamba-3 :class:`~mambajepa.encoders.text.TextEncoder`)."""
 
-    vocab_size: int = 256  # tokenizer vocabulary
+    vocab_size: int = 260  # tokenizer vocabulary (256 bytes + 4 special ids of the default byte tokenizer)
     d_model: int = 64  # width Dt
     n_layers: int = 2  # Mamba-3 blocks
     d_state: int = 16  # state size per head
@@ -132,7 +133,7 @@ class Mamba3DecoderConfig:
 
     d_model: int = 64  # width of the language model
     n_layers: int = 2  # Mamba-3 blocks
-    vocab_size: int = 256  # tokenizer vocabulary
+    vocab_size: int = 260  # tokenizer vocabulary (as the Y-encoder's)
     prefix_len: int = 4  # soft tokens computed from the embedding
     embed_dim: int = 32  # shared embedding width Z (its input)
     d_state: int = 16  # state size per head
@@ -170,6 +171,9 @@ class Mamba3JepaConfig:
     learnable_temperature: bool = False  # learn tau (CLIP's logit scale)
     decoder_weight: float = 1.0  # weight of the Y-decoder's cross-entropy
     decoder_input: Literal["predicted", "target"] = "predicted"  # the (detached) embedding it reads
+    # True: every other row of the batch is a negative, as in CLIP; False: rows whose target text is
+    # the same (VQA answers repeat within a batch) are not each other's negatives
+    same_target_negatives: bool = True
 
     def validate(self) -> None:
         self.predictor.validate()
@@ -190,7 +194,10 @@ class Mamba3JepaConfig:
 
     @classmethod
     def tiny(cls) -> Mamba3JepaConfig:
-        """The design input's ``tiny``: ViT d 32 x 2, patch 4, 16 px; Mamba-3 parts d 64 x 2; Z 32."""
+        """The design input's ``tiny``: ViT d 32 x 2, patch 4, 16 px; Mamba-3 parts d 64 x 2; Z 32.
+
+        Its vocabulary of 256 becomes 260 so that the default byte tokenizer's BOS / EOS / PAD / UNK fit.
+        """
         return cls()
 
     @classmethod
@@ -379,6 +386,22 @@ def _default_tokenizer(vocab_size: int) -> TextTokenizer:
     return tokenizer
 
 
+def target_groups(ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B,)`` int64 ids equal for rows whose real tokens are equal, the same on every rank.
+
+    A polynomial hash of the real tokens modulo the prime ``2**31 - 1``: padding adds nothing, so
+    batches padded to different lengths agree, and it needs no exchange between ranks.
+    """
+    key = ids.long() + 1
+    if mask is not None:
+        key = key.masked_fill(~mask.bool(), 0)
+    modulus = 2**31 - 1
+    powers = torch.ones(ids.shape[-1], dtype=torch.long, device=ids.device)
+    for k in range(1, ids.shape[-1]):
+        powers[k] = powers[k - 1] * 1_000_003 % modulus
+    return (key % modulus * powers % modulus).sum(-1) % modulus
+
+
 class Mamba3Jepa(nn.Module):
     """X-encoder (frozen) + Mamba-3 predictor + Mamba-3 Y-encoder + Mamba-3 Y-decoder, with a tokenizer.
 
@@ -530,7 +553,8 @@ class Mamba3Jepa(nn.Module):
         visual = self.visual_tokens(images)
         predicted = self.predict(visual, query_ids, query_mask)  # (B, Z)
         target = self.encode_targets(target_ids, target_mask)  # (B, Z)
-        contrastive = self.loss_fn(predicted, target)
+        groups = None if self.config.same_target_negatives else target_groups(target_ids, target_mask)
+        contrastive = self.loss_fn(predicted, target, groups)
         weight = self.config.decoder_weight if decoder_weight is None else decoder_weight
         source = predicted if self.config.decoder_input == "predicted" else target
         loss = infonce_weight * contrastive
