@@ -201,3 +201,17 @@ def test_two_stages_switch_task_and_keep_the_x_encoder_bit_identical(tmp_path):
         not torch.equal(trained.predictor.state_dict()[k], v)
         for k, v in method.model.predictor.state_dict().items()
     )
+
+
+def test_a_trainable_x_encoder_is_an_option_with_its_own_group():
+    method = VLJEPA.from_config(load_config(TINY_RUN, ["--x_encoder_lr_mult=0.5"]))
+    groups = {g.name: g.lr_mult for g in method.param_groups()}
+    assert groups["x_encoder"] == 0.5 and method.frozen_modules() == {}
+    model = method.model.train()
+    assert model.x_encoder.training
+    model.train_forward(*batch(model)).loss.backward()
+    assert all(p.grad is not None for p in model.x_encoder.parameters())
+    with pytest.raises(ConfigError, match="include_x_encoder=True"):
+        model.save_pretrained("unused", include_x_encoder=False)
+    with pytest.raises(ConfigError, match="x_encoder_lr_mult=-1"):
+        load_config(TINY_RUN, ["--x_encoder_lr_mult=-1"])

@@ -129,6 +129,9 @@ class VLJEPAConfig(RunConfig):
     )  # vocab_size: tokenizer's
     y_decoder: Mamba3DecoderConfig = field(default_factory=Mamba3DecoderConfig)  # vocab_size: tokenizer's
     y_encoder_lr_mult: float = 0.05  # Y-encoder learning rate / base (VL-JEPA: 0.05)
+    # X-encoder learning rate / base: 0 keeps it frozen (VL-JEPA); > 0 trains it, the ceiling a frozen
+    # X-encoder is measured against (a variant, not the paper's method)
+    x_encoder_lr_mult: float = 0.0
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     loss: VLJEPALossConfig = field(default_factory=VLJEPALossConfig)
     caption_query: Literal["empty", "fixed", "target"] = "empty"  # query of caption items (target: warns)
@@ -141,6 +144,8 @@ class VLJEPAConfig(RunConfig):
     def validate(self) -> None:
         if self.caption_query == "fixed" and not self.fixed_query.strip():
             raise ConfigError("caption_query=fixed needs a non-empty fixed_query")
+        if self.x_encoder_lr_mult < 0:
+            raise ConfigError(f"x_encoder_lr_mult={self.x_encoder_lr_mult} must be >= 0 (0: frozen)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,6 +314,7 @@ def model_config(config: VLJEPAConfig, vocab_size: int) -> Mamba3JepaConfig:
         decoder_weight=config.loss.decoder_weight,
         decoder_input=config.loss.decoder_input,
         same_target_negatives=config.loss.same_target_negatives,
+        train_x_encoder=config.x_encoder_lr_mult > 0,
     )
 
 
@@ -328,6 +334,7 @@ class VLJEPA(Method):
         super().__init__()
         self.model = model
         self.y_encoder_lr_mult = config.y_encoder_lr_mult
+        self.x_encoder_lr_mult = config.x_encoder_lr_mult
         self.caption_query, self.fixed_query = config.caption_query, config.fixed_query
         if config.caption_query == "target":
             warnings.warn(
@@ -368,7 +375,7 @@ class VLJEPA(Method):
         return ProbeData(train=train, test=test, tasks=list(labels))
 
     def frozen_modules(self) -> dict[str, nn.Module]:
-        return {"model.x_encoder": self.model.x_encoder}
+        return {} if self.model.config.train_x_encoder else {"model.x_encoder": self.model.x_encoder}
 
     def param_groups(self) -> list[ParamGroupSpec]:
         m = self.model
@@ -377,6 +384,8 @@ class VLJEPA(Method):
             ParamGroupSpec("y_encoder", m.y_encoder, lr_mult=self.y_encoder_lr_mult),
             ParamGroupSpec("y_decoder", m.y_decoder),
         ]
+        if m.config.train_x_encoder:
+            groups.append(ParamGroupSpec("x_encoder", m.x_encoder, lr_mult=self.x_encoder_lr_mult))
         if any(p.requires_grad for p in m.loss_fn.parameters()):
             groups.append(ParamGroupSpec("temperature", m.loss_fn))
         return groups

@@ -174,6 +174,8 @@ class Mamba3JepaConfig:
     # True: every other row of the batch is a negative, as in CLIP; False: rows whose target text is
     # the same (VQA answers repeat within a batch) are not each other's negatives
     same_target_negatives: bool = True
+    # True: the X-encoder trains with the rest (not VL-JEPA; the ceiling a frozen one is measured against)
+    train_x_encoder: bool = False
 
     def validate(self) -> None:
         self.predictor.validate()
@@ -433,9 +435,10 @@ class Mamba3Jepa(nn.Module):
                 f"vocab_size={config.y_encoder.vocab_size}"
             )
         self.x_encoder = x_encoder if x_encoder is not None else config.x_encoder.build()
-        for p in self.x_encoder.parameters():
-            p.requires_grad_(False)
-        self.x_encoder.eval()
+        if not config.train_x_encoder:
+            for p in self.x_encoder.parameters():
+                p.requires_grad_(False)
+            self.x_encoder.eval()
         self.y_encoder = TextEncoder(config.y_encoder.text_config())
         self.predictor = Mamba3Predictor(config.predictor, self.x_encoder.embed_dim, config.y_encoder.d_model)
         self.y_decoder = TextDecoder(config.y_decoder.text_config())
@@ -443,7 +446,8 @@ class Mamba3Jepa(nn.Module):
 
     def train(self, mode: bool = True) -> Mamba3Jepa:
         super().train(mode)
-        self.x_encoder.eval()  # frozen: dropout / drop-path stay off
+        if not self.config.train_x_encoder:
+            self.x_encoder.eval()  # frozen: dropout / drop-path stay off
         return self
 
     # -- text ----------------------------------------------------------------------------------
@@ -486,7 +490,7 @@ class Mamba3Jepa(nn.Module):
     # -- vision --------------------------------------------------------------------------------
 
     def visual_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen X-encoder tokens, pooled as the predictor asks: ``(B, C, [T,] H, W) -> (B, N, Dv)``.
+        """X-encoder tokens (no graph unless it trains), pooled as the predictor asks: ``(B, C, [T,] H, W) -> (B, N, Dv)``.
 
         Raises:
             ShapeError: an input the X-encoder cannot read (wrong size or layout).
@@ -500,7 +504,7 @@ class Mamba3Jepa(nn.Module):
             raise ShapeError(
                 f"images must be (B, 3, [T,] {expected}, {expected}) for this X-encoder, got {tuple(images.shape)}"
             )
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.config.train_x_encoder and torch.is_grad_enabled()):
             tokens = self.x_encoder(images)  # (B, N, Dv)
             grid = tuple(self.x_encoder.grid_size(images.shape))
             return self.predictor.pool_visual(tokens, grid)
@@ -691,7 +695,7 @@ class Mamba3Jepa(nn.Module):
     # -- files ---------------------------------------------------------------------------------
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights of the predictor, Y-encoder, Y-decoder (and the temperature): what VL training changes."""
+        """Weights of the predictor, Y-encoder, Y-decoder (and the temperature): all but the X-encoder."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("x_encoder.")}
 
     def save_pretrained(self, directory: str | os.PathLike, include_x_encoder: bool = True) -> Path:
@@ -713,6 +717,8 @@ class Mamba3Jepa(nn.Module):
             )
         if isinstance(self.tokenizer, HFTokenizer):
             self.tokenizer.save(directory / TOKENIZER)
+        if self.config.train_x_encoder and not include_x_encoder:
+            raise ConfigError("the X-encoder of this model was trained: save it (include_x_encoder=True)")
         save_state_dict(self.trainable_state_dict(), directory / WEIGHTS, metadata={"format": "pt"})
         if include_x_encoder:
             if not hasattr(self.x_encoder, "save_pretrained"):
@@ -778,5 +784,5 @@ class Mamba3Jepa(nn.Module):
         return model.to(device).eval()
 
     def num_trainable_parameters(self) -> int:
-        """Parameters VL training updates (the X-encoder's are frozen)."""
+        """Parameters VL training updates (the X-encoder's only with ``train_x_encoder``)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
