@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from mambajepa.config import load_config
+from mambajepa.config import load_config, resolve_recipe
 from mambajepa.core.errors import CheckpointError, ConfigError, DataError, ShapeError
 from mambajepa.data.tokenizers import ByteTokenizer
 from mambajepa.losses.infonce import info_nce
@@ -215,3 +215,24 @@ def test_a_trainable_x_encoder_is_an_option_with_its_own_group():
         model.save_pretrained("unused", include_x_encoder=False)
     with pytest.raises(ConfigError, match="x_encoder_lr_mult=-1"):
         load_config(TINY_RUN, ["--x_encoder_lr_mult=-1"])
+
+
+def test_video_recipe_reads_clips_with_the_v_jepa_encoder_and_trains_both_stages(tmp_path):
+    cfg = load_config(resolve_recipe("vljepa_video_shapes"))
+    assert cfg.x_encoder == load_config(resolve_recipe("vjepa_shapes")).encoder
+    assert (
+        cfg.data.arguments()["video"]
+        and cfg.data.arguments()["num_frames"] == cfg.x_encoder.kwargs["num_frames"]
+    )
+    shrink = [
+        "--data.n_train=32", "--data.n_val=0", "--tokenizer.corpus_items=16", "--tokenizer.vocab_size=300",
+        "--x_encoder.depth=1", "--train.batch_size=4", "--train.progress=false", "--train.plots=false",
+        *(f"--stages.{i}.{k}={v}" for i in (0, 1) for k, v in dict(steps=1, warmup=0).items()),
+    ]  # fmt: skip
+    cfg = load_config(resolve_recipe("vljepa_video_shapes"), shrink)
+    method = VLJEPA.from_config(cfg)
+    sft = method.build_data(cfg.stage_config(1))
+    items = [sft.train[i] for i in range(8)]
+    assert items[0]["video"].shape == (3, 8, 32, 32)
+    summary = run_training(cfg, tmp_path / "run")
+    assert summary["step"] == 2 and summary["stage"] == "sft"

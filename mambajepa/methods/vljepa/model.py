@@ -204,7 +204,10 @@ class Mamba3JepaConfig:
 
     @classmethod
     def small(cls) -> Mamba3JepaConfig:
-        """The design input's ``small``: the V-JEPA 2 ViT-L (224 px) X-encoder; ~150M trainable parameters.
+        """The design input's ``small``: the V-JEPA 2 ViT-L (224 px) X-encoder, frozen (303.9M parameters).
+
+        Its numbers give 188.6M trainable parameters (predictor 83.7M, Y-encoder 71.6M, Y-decoder
+        33.2M); the design input rounds them to "~150M".
 
         Predictor d 1024 x 12 (d_state 128, headdim 64), Y-encoder d 768 x 12 with a 32000 vocabulary,
         Y-decoder d 512 x 6 with 8 prefix tokens, shared embedding 1536.
