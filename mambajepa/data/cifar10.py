@@ -353,7 +353,11 @@ class CIFAR10(Dataset):
             download_cifar10(self.root)
             source = _find_source(self.root)
         if source is None:
-            raise DataError(f"CIFAR-10 not found under {self.root}; pass --data.root or --data.download")
+            raise DataError(
+                f"CIFAR-10 not found under {self.root}; fetch it with `mambajepa data download cifar10 "
+                f"--root {self.root}`, or pass --data.root (a folder holding cifar-10-batches-py/ or "
+                "cifar-10-batches-bin/, or an official archive) or --data.download"
+            )
         self.layout, self.source = source
         names = TRAIN_BATCHES if split == "train" else TEST_BATCHES
         suffix = "" if self.layout == "python" else ".bin"

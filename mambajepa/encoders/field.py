@@ -73,6 +73,26 @@ class FieldEncoding:
     latents: torch.Tensor | None = None
 
 
+def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Coordinates of every pixel of a ``height x width`` image, in raster order.
+
+    Pixel ``i`` (row ``i // width``, column ``i % width``) sits at ``(x, y)`` with ``x`` the column
+    and ``y`` the row, each mapped linearly onto [-1, 1] (the first pixel at -1, the last at 1).
+
+    Returns:
+        ``(height·width, 2)``.
+
+    Raises:
+        ConfigError: a side smaller than 1.
+    """
+    if height < 1 or width < 1:
+        raise ConfigError(f"image sides must be >= 1, got {height} x {width}")
+    ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype) if height > 1 else torch.zeros(1)
+    xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype) if width > 1 else torch.zeros(1)
+    y, x = torch.meshgrid(ys.to(device=device, dtype=dtype), xs.to(device=device, dtype=dtype), indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()], dim=-1)
+
+
 def fourier_features(coords: torch.Tensor, num_freqs: int) -> torch.Tensor:
     """``[c, sin(2^k·π·c), cos(2^k·π·c)]`` for ``k < num_freqs``.
 

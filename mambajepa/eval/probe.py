@@ -286,6 +286,13 @@ class ProbeEvaluation(Evaluation):
             "--encoder", default=None, help="which encoder to probe (a JEPA run: target | context)"
         )
         parser.add_argument(
+            "--obs_frac",
+            "--obs-frac",
+            type=float,
+            default=None,
+            help="fraction of the pixels the encoder reads (a run that encodes sparse pixels: nf_jepa)",
+        )
+        parser.add_argument(
             "--tasks", nargs="+", default=None, help="labels to probe (default: every visible one)"
         )
         parser.add_argument("--no-attentive", action="store_true", help="skip the attentive probe")
@@ -298,6 +305,7 @@ class ProbeEvaluation(Evaluation):
             "n_train": args.n_train,
             "n_eval": args.n_eval,
             "encoder": args.encoder,
+            "obs_frac": args.obs_frac,
             "tasks": args.tasks,
             "attentive": False if args.no_attentive else None,
         }

@@ -57,10 +57,11 @@ from mambajepa.core.errors import ConfigError, DataError
 from mambajepa.core.files import atomic_write_json
 from mambajepa.data.shapes_render import Scene, ShapesConfig, sample_scene
 from mambajepa.data.shapes_text import ANSWERS, COUNT_WORDS, QUESTION_TYPES, WORDS, caption
-from mambajepa.data.synthetic import IMAGE_LABELS
+from mambajepa.data.synthetic import IMAGE_LABELS, VIDEO_LABELS
 from mambajepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mambajepa.eval.base import Evaluation
 from mambajepa.eval.runs import load_run
+from mambajepa.masks import split_sample
 from mambajepa.methods.vljepa import selective as sel
 from mambajepa.methods.vljepa.method import VLJEPAConfig, VLJEPAEvalConfig, model_from_run, normalize_answer
 from mambajepa.methods.vljepa.model import Mamba3Jepa, Mamba3Predictor, Mamba3PredictorConfig
@@ -197,8 +198,18 @@ def _items(dataset: Any, n: int, batch_size: int):
         yield [dataset[i] for i in range(start, min(n, start + batch_size))]
 
 
-def _labels(items: list[dict[str, Any]]) -> torch.Tensor:
-    return torch.tensor([[item[k] for k in RETRIEVAL_KEYS] for item in items])  # (N, A)
+def _labels(items: list[dict[str, Any]], keys: Sequence[str]) -> torch.Tensor:
+    return torch.tensor([[item[k] for k in keys] for item in items])  # (N, A)
+
+
+def _inputs(items: list[dict[str, Any]]) -> torch.Tensor:
+    """The stacked image or clip tensors of dataset items: ``(B, 3, [T,] S, S)``."""
+    return torch.stack([split_sample(item)[0] for item in items])
+
+
+def attributes_of(data: Any) -> tuple[str, ...]:
+    """The attributes zero-shot and retrieval score: a still image's, plus motion for clip data."""
+    return VIDEO_LABELS if getattr(data, "video", False) else RETRIEVAL_KEYS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +234,7 @@ def prompt_ensemble(
     """``count`` captions per class of ``attribute``: random scenes whose (first) object has that class.
 
     Args:
-        attribute: one of :data:`~mambajepa.data.synthetic.IMAGE_LABELS`.
+        attribute: one of :data:`~mambajepa.data.synthetic.VIDEO_LABELS` (motion needs ``video``).
         count: captions per class.
         seed: seeds the generator (the same seed gives the same prompts).
         world: how scenes are drawn (the data's object counts).
@@ -233,7 +244,7 @@ def prompt_ensemble(
         One list of captions per class, in class order.
     """
     world = world or ShapesConfig()
-    rng = np.random.default_rng((seed, 7, IMAGE_LABELS.index(attribute)))
+    rng = np.random.default_rng((seed, 7, VIDEO_LABELS.index(attribute)))
     return [
         [caption(_with_class(sample_scene(rng, world), attribute, cls), rng, video) for _ in range(count)]
         for cls in range(len(WORDS[attribute]))
@@ -487,17 +498,17 @@ def _caption_items(model: Mamba3Jepa, config: VLJEPAConfig, n: int) -> dict[str,
     query = _caption_query(config)
     predicted, texts, labels, images, captions = [], [], [], [], []
     for items in _items(data, n, config.eval.batch_size):
-        batch = torch.stack([it["image"] for it in items])
+        batch = _inputs(items)
         predicted.append(model.embed(batch, [query] * len(items)))
         captions += [it["target"] for it in items]
         texts.append(model.embed_text([it["target"] for it in items]))
-        labels.append(_labels(items))
+        labels.append(_labels(items, attributes_of(data)))
         images.append(batch)
     return {
         "data": data,
         "predicted": torch.cat(predicted),  # (N, Z)
         "texts": torch.cat(texts),  # (N, Z)
-        "labels": torch.cat(labels),  # (N, A)
+        "labels": torch.cat(labels),  # (N, A), the attributes of attributes_of(data)
         "images": torch.cat(images),  # (N, 3, [T,] S, S)
         "captions": captions,
     }
@@ -507,7 +518,8 @@ def zero_shot(model: Mamba3Jepa, config: VLJEPAConfig, items: dict[str, Any]) ->
     """Top-1 zero-shot accuracy per attribute (and their mean) of the items' predicted embeddings."""
     data = items["data"]
     out: dict[str, Any] = {}
-    for i, attribute in enumerate(RETRIEVAL_KEYS):
+    attributes = attributes_of(data)
+    for i, attribute in enumerate(attributes):
         prompts = prompt_ensemble(
             attribute, config.eval.prompts_per_class, seed=data.seed, world=data.config, video=data.video
         )
@@ -518,8 +530,8 @@ def zero_shot(model: Mamba3Jepa, config: VLJEPAConfig, items: dict[str, Any]) ->
             "classes": len(prompts),
         }
     out["mean"] = {
-        "top1": statistics.fmean(out[a]["top1"] for a in RETRIEVAL_KEYS),
-        "chance": statistics.fmean(out[a]["chance"] for a in RETRIEVAL_KEYS),
+        "top1": statistics.fmean(out[a]["top1"] for a in attributes),
+        "chance": statistics.fmean(out[a]["chance"] for a in attributes),
     }
     return out
 
@@ -529,7 +541,8 @@ def retrieval(items: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
     images, texts, keys = items["predicted"].cpu(), items["texts"].cpu(), items["labels"]
     out: dict[str, Any] = {
         "n": len(keys),
-        "hit_rule": "a retrieved item is a hit when its scene has the query's " + ", ".join(RETRIEVAL_KEYS),
+        "hit_rule": "a retrieved item is a hit when its scene has the query's "
+        + ", ".join(attributes_of(items["data"])),
     }
     for name, (q, g) in {"image_to_text": (images, texts), "text_to_image": (texts, images)}.items():
         recall = retrieval_recall(q, g, keys, keys, (1, 5))
@@ -555,7 +568,7 @@ def vqa(model: Mamba3Jepa, config: VLJEPAConfig, n: int) -> tuple[dict[str, Any]
     rows: list[tuple[str, bool, bool]] = []  # (type, exact, by embedding)
     shown: dict[str, list] = {"images": [], "questions": [], "answers": [], "truths": []}
     for items in _items(data, n, config.eval.batch_size):
-        images, questions = torch.stack([it["image"] for it in items]), [it["query"] for it in items]
+        images, questions = _inputs(items), [it["query"] for it in items]
         decoded = model.answer(images, questions, config.eval.max_tokens)
         nearest = Mamba3Jepa.classify(model.embed(images, questions), answer_emb).tolist()
         for item, text, j in zip(items, decoded, nearest):
@@ -1049,7 +1062,8 @@ def _get(results: dict[str, Any], path: tuple) -> Any:
 def _rows(results: dict[str, Any]) -> list[tuple[str, tuple, Any, str]]:
     """``(label, path of the value, path of the chance or None, format)`` of every table row."""
     rows: list[tuple[str, tuple, Any, str]] = []
-    for a in (*RETRIEVAL_KEYS, "mean"):
+    attributes = [a for a in VIDEO_LABELS if a in results.get("zero_shot", {})] or list(RETRIEVAL_KEYS)
+    for a in (*attributes, "mean"):
         rows.append((f"zero-shot {a} top-1", ("zero_shot", a, "top1"), ("zero_shot", a, "chance"), ".3f"))
     for key, label in (("image_to_text", "image->text"), ("text_to_image", "text->image")):
         for k in ("r1", "r5"):

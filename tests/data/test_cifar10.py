@@ -103,7 +103,7 @@ def test_archive_md5_is_checked(tmp_path):
 
 
 def test_missing_data_names_the_root_and_the_options(tmp_path):
-    with pytest.raises(DataError, match=r"CIFAR-10 not found under .*; pass --data.root or --data.download"):
+    with pytest.raises(DataError, match=r"CIFAR-10 not found under .*mambajepa data download cifar10 --root"):
         CIFAR10(tmp_path / "nowhere")
 
 

@@ -12,8 +12,9 @@ import torch
 from mambajepa.config import load_config, resolve_recipe
 from mambajepa.core.errors import CheckpointError, ConfigError, DataError, ShapeError
 from mambajepa.data.tokenizers import ByteTokenizer
+from mambajepa.eval.vljepa import evaluate_vljepa
 from mambajepa.losses.infonce import info_nce
-from mambajepa.methods.vljepa.method import VLJEPA, VLCollate, item_texts
+from mambajepa.methods.vljepa.method import VLJEPA, VLCollate, item_texts, model_from_run
 from mambajepa.methods.vljepa.model import Mamba3Jepa, Mamba3JepaConfig, target_groups
 from mambajepa.train.trainer import run_training
 
@@ -236,3 +237,11 @@ def test_video_recipe_reads_clips_with_the_v_jepa_encoder_and_trains_both_stages
     assert items[0]["video"].shape == (3, 8, 32, 32)
     summary = run_training(cfg, tmp_path / "run")
     assert summary["step"] == 2 and summary["stage"] == "sft"
+    # the evaluation reads clips and scores the motion attributes and direction questions too
+    results = evaluate_vljepa(
+        model_from_run(tmp_path / "run"), cfg, n_items=8, n_streams=0, measure_latency=False
+    )
+    assert {"direction", "speed"} <= set(results["zero_shot"]) and results["zero_shot"]["speed"][
+        "chance"
+    ] == 0.5
+    assert "speed" in results["retrieval"]["hit_rule"]
