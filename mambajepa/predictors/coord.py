@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mambajepa.core.errors import ConfigError, ShapeError
@@ -173,10 +174,10 @@ class CoordPredictor(nn.Module):
 class INRDecoder(nn.Module):
     """Implicit neural representation: ``(z_global, coords) -> values``.
 
-    The code is layer-normed (a mean-pooled code varies little between inputs; the norm puts its
-    differences on the scale of the coordinate features), concatenated with the Fourier features of
-    each coordinate and run through ``depth`` ``Linear + GELU`` layers and an output layer (no
-    output activation: callers that need a range clamp the result).
+    The code is layer-normed first (a mean-pooled code varies little between inputs; the norm puts
+    its differences on the scale of the coordinate features) and concatenated with the Fourier
+    features of each coordinate; an MLP of ``depth`` ``Linear + GELU`` layers and an output layer
+    (no output activation: callers that need a range clamp the result) maps them to values.
 
     Args:
         latent_dim: width D of the code.
@@ -190,13 +191,12 @@ class INRDecoder(nn.Module):
         config.validate()
         self.config, self.latent_dim, self.coord_dim = config, latent_dim, coord_dim
         self.norm = nn.LayerNorm(latent_dim)
-        layers: list[nn.Module] = []
         width = latent_dim + coord_dim * (1 + 2 * config.num_freqs)
+        self.layers = nn.ModuleList()
         for _ in range(config.depth):
-            layers += [nn.Linear(width, config.hidden), nn.GELU()]
+            self.layers.append(nn.Linear(width, config.hidden))
             width = config.hidden
-        layers.append(nn.Linear(width, out_dim))
-        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(width, out_dim)
 
     def forward(self, z: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """Decode values at coordinates.
@@ -217,7 +217,9 @@ class INRDecoder(nn.Module):
         if coords.ndim == 2:
             coords = coords.unsqueeze(0).expand(B, -1, -1)
         _check_coords(coords, B, self.coord_dim)
-        features = fourier_features(coords, self.config.num_freqs)  # (B, K, A(1 + 2F))
-        code = self.norm(z).unsqueeze(1).expand(-1, coords.shape[1], -1).to(features.dtype)
-        inputs = torch.cat([code, features], -1)
-        return self.mlp(inputs)
+        h = fourier_features(coords, self.config.num_freqs)  # (B, K, A(1 + 2F))
+        code = self.norm(z).to(h.dtype).unsqueeze(1).expand(-1, h.shape[1], -1)  # (B, K, D)
+        h = torch.cat([code, h], -1)
+        for layer in self.layers:
+            h = F.gelu(layer(h))
+        return self.out(h)
