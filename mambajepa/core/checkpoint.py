@@ -223,6 +223,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     trainer_state: dict[str, Any],
     config_yaml: str,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Atomically write ``<ckpt_root>/step_<step>/``.
 
@@ -233,6 +234,8 @@ def save_checkpoint(
         optimizer: the optimizer (``None`` writes an empty optimizer state).
         trainer_state: JSON data for ``trainer.json`` (step, epoch, RNG states, ...).
         config_yaml: the resolved config as YAML text.
+        extra_files: files the method keeps beside its weights (a ``tokenizer.json``), by name;
+            listed with their sha256 in ``trainer.json`` like the others.
 
     Returns:
         The final checkpoint directory.
@@ -253,9 +256,25 @@ def save_checkpoint(
     # directory below is the atomic step
     write_synced(tmp / "optimizer.json", json.dumps(opt_meta, indent=1))
     write_synced(tmp / "config.yaml", config_yaml)
+    extra = _write_extra_files(tmp, extra_files)
     for name in ("model.safetensors", "optimizer.safetensors"):
         fsync_path(tmp / name)
-    return _publish(root, tmp, step, trainer_state, CHECKPOINT_FILES)
+    return _publish(root, tmp, step, trainer_state, (*CHECKPOINT_FILES, *extra))
+
+
+def _write_extra_files(folder: Path, files: dict[str, bytes] | None) -> list[str]:
+    """Write a method's extra checkpoint files into ``folder``; their names, sorted."""
+    names = sorted(files or {})
+    for name in names:
+        if (
+            "/" in name
+            or name in CHECKPOINT_FILES
+            or name in ("trainer.json", SHARDED_DIR)
+            or name.startswith(".")
+        ):
+            raise CheckpointError(f"extra checkpoint file name {name!r} is not a plain new file name")
+        write_synced(folder / name, files[name])
+    return names
 
 
 def _publish(root: Path, tmp: Path, step: int, trainer_state: dict[str, Any], names: tuple[str, ...]) -> Path:
@@ -479,6 +498,7 @@ def save_sharded_checkpoint(
     optimizer: torch.optim.Optimizer,
     trainer_state: dict[str, Any],
     config_yaml: str,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path | None:
     """Every rank writes its shards of the model and optimizer into one checkpoint (collective).
 
@@ -508,10 +528,11 @@ def save_sharded_checkpoint(
     final = None
     if main:
         write_synced(tmp / "config.yaml", config_yaml)
+        extra = _write_extra_files(tmp, extra_files)
         names = sorted(str(p.relative_to(tmp)) for p in (tmp / SHARDED_DIR).rglob("*") if p.is_file())
         for name in names:
             fsync_path(tmp / name)
-        final = _publish(root, tmp, step, trainer_state, ("config.yaml", *names))
+        final = _publish(root, tmp, step, trainer_state, ("config.yaml", *extra, *names))
     dist.barrier()
     return final
 

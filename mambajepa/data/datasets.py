@@ -17,6 +17,7 @@ token grid from the section alone. A factory returns ``None`` for a split withou
 ``webdataset``            image-caption WebDataset tar shards (``val``/``test``: ``val_shards``)
 ``vqa``                   VQAv2 question + annotation JSON and an image folder (``val``/``test``: ``val_*``)
 ``random_function``       samples of a fixed random MLP (the engine's smallest real task)
+``multimodal_mixture``    weighted mixture of real code, image -> program, captions, QA and edits
 ========================  =====================================================================
 """
 
@@ -28,6 +29,7 @@ from typing import Literal
 from mambajepa.core.errors import ConfigError
 from mambajepa.data.cifar10 import CIFAR10
 from mambajepa.data.image_text import WebDatasetShards
+from mambajepa.data.mixture import MultimodalDataset
 from mambajepa.data.random_function import RandomFunctionDataset
 from mambajepa.data.shapes_render import ShapesConfig
 from mambajepa.data.synthetic import ShapesImages, ShapesStream, ShapesVideos, ShapesVL
@@ -38,6 +40,7 @@ from mambajepa.registry import register_dataset
 
 __all__ = [
     "cifar10",
+    "multimodal_mixture",
     "random_function",
     "shapes_images",
     "shapes_stream",
@@ -292,4 +295,45 @@ def random_function(
         return None
     return RandomFunctionDataset(
         num, in_dim, out_dim, teacher_hidden, seed, "train" if train else "val", noise if train else 0.0
+    )
+
+
+@register_dataset("multimodal_mixture")
+def multimodal_mixture(
+    split: Split = "train",
+    *,
+    weights: dict[str, float]
+    | None = None,  # source -> weight (code, image_code, text, qa, edit); None: equal
+    n_train: int = 20_000,  # items of the training split
+    n_val: int = 256,  # items of the held-out split of the periodic evaluation (0: none)
+    n_test: int = 1_000,  # items of the test split
+    seed: int = 0,  # seeds every choice
+    image_size: int = 32,  # ShapesWorld image side
+    max_objects: int = 1,  # objects per ShapesWorld scene
+    code_chars: int = 1024,  # characters of a code window
+    code_files: int | None = None,  # first files of the stdlib split (None: all)
+    code_jsonl: list[str] | None = None,  # JSONL / text files read instead of the stdlib for `code`
+    text_jsonl: list[str] | None = None,  # JSONL / text files read instead of the captions for `text`
+    image_text_manifest: str | None = None,  # JSONL / CSV manifest of the `image_text` source
+    instructions_jsonl: list[str] | None = None,  # {"prompt", "response"} JSONL of the `instructions` source
+    normalize: bool = False,  # ImageNet mean/std normalisation of the images
+) -> MultimodalDataset | None:
+    """Samples ``{"source", "image" or None, "prompt", "text"}`` of a weighted multimodal mixture."""
+    num = _split_size(split, n_train, n_val, n_test)
+    if not num:
+        return None
+    return MultimodalDataset(
+        split,
+        weights,
+        num,
+        seed,
+        image_size,
+        max_objects,
+        code_chars,
+        code_files,
+        tuple(code_jsonl or ()),
+        tuple(text_jsonl or ()),
+        image_text_manifest,
+        tuple(instructions_jsonl or ()),
+        normalize,
     )

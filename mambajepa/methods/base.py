@@ -152,6 +152,13 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def after_optimizer_step(self, step: int, max_steps: int) -> None:
         """Hook run after each optimizer update (EMA targets update here)."""
 
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """Files saved in every checkpoint beside the weights (a ``tokenizer.json``), by file name.
+
+        They are checksummed in ``trainer.json`` with the rest of the checkpoint. Default: none.
+        """
+        return {}
+
     def frozen_modules(self) -> dict[str, nn.Module]:
         """Sub-modules the method itself keeps frozen (a pretrained X-encoder), by attribute path.
 

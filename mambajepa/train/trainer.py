@@ -610,13 +610,25 @@ class Trainer:
         config_yaml = _yaml(self.config)
         if self.sharded:
             self.last_checkpoint = ckpt_io.save_sharded_checkpoint(
-                self.ckpt_root, self.step, self.engine, self.optimizer, trainer_state, config_yaml
+                self.ckpt_root,
+                self.step,
+                self.engine,
+                self.optimizer,
+                trainer_state,
+                config_yaml,
+                self.method.checkpoint_files(),
             )
         elif self.dist.is_main:
             frozen_keys = set(self._frozen_state())
             model_state = {k: v for k, v in self.method.state_dict().items() if k not in frozen_keys}
             self.last_checkpoint = ckpt_io.save_checkpoint(
-                self.ckpt_root, self.step, model_state, self.optimizer, trainer_state, config_yaml
+                self.ckpt_root,
+                self.step,
+                model_state,
+                self.optimizer,
+                trainer_state,
+                config_yaml,
+                self.method.checkpoint_files(),
             )
         if self.dist.is_main:
             keep = {self.best["step"]} if self.best else set()

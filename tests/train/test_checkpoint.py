@@ -162,3 +162,16 @@ def test_resave_same_step_and_prune_keeps_best(tmp_path):
 def test_no_checkpoint_is_an_error(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         ck.load_checkpoint_weights(tmp_path)
+
+
+def test_extra_files_are_written_checksummed_and_named_safely(tmp_path):
+    state = {"w": torch.ones(2)}
+    path = ck.save_checkpoint(tmp_path, 1, state, None, {"step": 1}, "", {"tokenizer.json": b'{"v": 1}'})
+    assert (path / "tokenizer.json").read_bytes() == b'{"v": 1}'
+    assert "tokenizer.json" in ck.verify_checkpoint(path)["files"]
+    (path / "tokenizer.json").write_bytes(b'{"v": 2}')
+    with pytest.raises(CheckpointError, match="tokenizer.json"):
+        ck.verify_checkpoint(path)
+    for bad in ("model.safetensors", "trainer.json", "../x", ".hidden"):
+        with pytest.raises(CheckpointError, match="not a plain new file name"):
+            ck.save_checkpoint(tmp_path, 2, state, None, {"step": 2}, "", {bad: b""})
