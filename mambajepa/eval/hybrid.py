@@ -3,9 +3,11 @@
 On held-out data of the run's mixture (files and scenes never trained on):
 
 * **perplexity** of standard-library files that were held out by file (and of any JSONL / text
-  files passed with ``--jsonl``), beside an interpolated Kneser-Ney n-gram model fitted on the
-  run's training code files, tokenised by the run's tokenizer: both predict tokens ``1..L-1`` of
-  the same ``max_length`` windows, so the two perplexities count the same tokens;
+  files passed with ``--jsonl``), beside interpolated Kneser-Ney n-gram models tokenised by the
+  run's tokenizer: ``ngram`` is fitted on the training split's code items (in index order) up to
+  the code tokens the run's LM stages trained on (each stage's token share times its mixture's code
+  share), ``ngram_all_files`` on every training file; all predict tokens ``1..L-1`` of the same
+  ``max_length`` windows, so the perplexities count the same tokens;
 * **JEPA embedding-prediction MSE** per prediction step ``k`` on held-out batches of code,
   image -> code and captions;
 * **image -> code execution accuracy**: the program generated greedily for a held-out image is run
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from mambajepa.core.errors import ConfigError
 from mambajepa.core.files import atomic_write_json
 from mambajepa.data.code_corpus import CodeCorpus
-from mambajepa.data.mixture import MultimodalDataset
+from mambajepa.data.mixture import OFFLINE_SOURCES, MultimodalDataset
 from mambajepa.data.shapes_program import ProgramError, parse_program, program_accuracy, program_of
 from mambajepa.data.text import read_documents
 from mambajepa.eval.base import Evaluation
@@ -51,6 +53,8 @@ __all__ = [
     "HybridEvaluation",
     "code_windows",
     "evaluate_hybrid",
+    "lm_code_tokens",
+    "training_code_windows",
     "format_hybrid_table",
     "generation_accuracy",
     "jepa_mse",
@@ -68,6 +72,42 @@ def code_windows(method: HybridMethod, documents: Iterable[str], max_length: int
         ids = [tok.bos_id, *tok.tokenize(doc), tok.eos_id]
         windows += [ids[i : i + max_length] for i in range(0, len(ids) - 1, max_length)]
     return [w for w in windows if len(w) >= 2]
+
+
+def lm_code_tokens(config: Any) -> int:
+    """Expected code tokens the run's LM loss trained on: each LM stage's share of the token budget
+    times the code share of its mixture (the whole run when it has no stages)."""
+    base = config.data.arguments().get("weights") or {}
+    total = (
+        config.train.max_tokens or config.train.max_steps * config.train.batch_size * config.model.max_length
+    )
+    stages = config.stages or [None]
+    tokens = 0.0
+    for stage in stages:
+        weights = (
+            (stage.data.get("weights") if stage is not None else None)
+            or base
+            or dict.fromkeys(OFFLINE_SOURCES, 1.0)
+        )
+        lm = 1.0 if stage is None else stage.loss_weights.get("lm", config.loss.beta)
+        share = 1.0 if stage is None else (stage.fraction or 0.0)
+        if lm > 0:
+            tokens += share * total * weights.get("code", 0.0) / sum(weights.values())
+    return int(tokens)
+
+
+def training_code_windows(method: HybridMethod, config: Any, budget: int) -> list[list[int]]:
+    """The training split's code items in index order, tokenised as the collator does, up to ``budget`` tokens."""
+    train = config.data.build("train")
+    windows, count = [], 0
+    for i in range(len(train)):
+        if count >= budget:
+            break
+        if train.source_of(i) == "code":
+            ids, _ = method.collate.encode("", train[i]["text"])
+            windows.append(ids)
+            count += len(ids) - 1
+    return windows
 
 
 @torch.no_grad()
@@ -183,18 +223,21 @@ def evaluate_hybrid(
         if progress:
             print(f"eval hybrid: {text}", flush=True)
 
-    say("perplexity and the n-gram baseline")
-    files = args.get("code_files")
-    train_docs = list(CodeCorpus("train", max_files=files))
-    held_docs = list(CodeCorpus("held_out", max_files=max_files))
-    ngram = InterpolatedNGram(ngram_order).fit(
-        code_windows(method, train_docs, max_length), method.model.vocab_size
+    say("perplexity and the n-gram baselines")
+    vocab = method.model.vocab_size
+    budget = lm_code_tokens(config)
+    seen = InterpolatedNGram(ngram_order).fit(training_code_windows(method, config, budget), vocab)
+    every = InterpolatedNGram(ngram_order).fit(
+        code_windows(method, CodeCorpus("train", max_files=args.get("code_files")), max_length), vocab
     )
+    held_docs = list(CodeCorpus("held_out", max_files=max_files))
     held = code_windows(method, held_docs, max_length)
     results: dict[str, Any] = {"perplexity": {}}
     results["perplexity"]["held_out_code"] = {
         "model": model_perplexity(method, held),
-        "ngram": ngram.perplexity(held),
+        "ngram": seen.perplexity(held),
+        "ngram_all_files": every.perplexity(held),
+        "ngram_tokens": budget,
         "ngram_order": ngram_order,
         "files": len(held_docs),
         "tokens": sum(len(w) - 1 for w in held),
@@ -203,7 +246,8 @@ def evaluate_hybrid(
         windows = code_windows(method, read_documents([path]), max_length)
         results["perplexity"][str(path)] = {
             "model": model_perplexity(method, windows),
-            "ngram": ngram.perplexity(windows),
+            "ngram": seen.perplexity(windows),
+            "ngram_all_files": every.perplexity(windows),
             "ngram_order": ngram_order,
             "tokens": sum(len(w) - 1 for w in windows),
         }
@@ -238,7 +282,8 @@ def format_hybrid_table(results: dict[str, Any]) -> str:
     lines = [f"{'metric':<44} {'ours':>9} {'baseline':>9}", "-" * 64]
     for name, p in results["perplexity"].items():
         lines.append(
-            f"{'perplexity ' + name:<44.44} {p['model']:>9.2f} {p['ngram']:>9.2f}  ({p['ngram_order']}-gram)"
+            f"{'perplexity ' + name:<44.44} {p['model']:>9.2f} {p['ngram']:>9.2f}  ({p['ngram_order']}-gram, "
+            f"same code tokens; {p['ngram_all_files']:.2f} on every training file)"
         )
     for k, v in results["jepa_mse"].items():
         lines.append(f"{'JEPA embedding MSE ' + k:<44} {v:>9.4f}")

@@ -11,7 +11,14 @@ from mambajepa.losses.energy import (
     smooth_l1_energy,
 )
 from mambajepa.losses.infonce import InfoNCE, info_nce
-from mambajepa.losses.vicreg import VICRegLoss, VICRegTerms, vicreg_loss, vicreg_terms
+from mambajepa.losses.vicreg import (
+    VICRegLoss,
+    VICRegTerms,
+    covariance_loss,
+    variance_loss,
+    vicreg_loss,
+    vicreg_terms,
+)
 
 __all__ = [
     "ENERGIES",
@@ -27,6 +34,8 @@ __all__ = [
     "l1_energy",
     "l2_energy",
     "smooth_l1_energy",
+    "covariance_loss",
+    "variance_loss",
     "vicreg_loss",
     "vicreg_terms",
 ]

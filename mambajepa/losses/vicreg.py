@@ -48,6 +48,24 @@ def _covariance(z: torch.Tensor) -> torch.Tensor:
     return off_diagonal.pow(2).sum() / d
 
 
+def variance_loss(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg's variance hinge ``mean_d relu(gamma - std_d)`` over the rows of ``z`` ``(M, D)``.
+
+    Raises:
+        ShapeError: non-float input or fewer than two rows.
+    """
+    return _variance(flatten_batch("variance", z), gamma, eps)
+
+
+def covariance_loss(z: torch.Tensor) -> torch.Tensor:
+    """VICReg's covariance term: squared off-diagonal covariances of ``z`` ``(M, D)`` summed, over D.
+
+    Raises:
+        ShapeError: non-float input or fewer than two rows.
+    """
+    return _covariance(flatten_batch("covariance", z))
+
+
 def vicreg_terms(
     z_a: torch.Tensor,
     z_b: torch.Tensor,
