@@ -12,7 +12,9 @@ LatentDynamics` predictor (Mamba-3 blocks, or a GRU for the ablation) maps ``(z_
   latents from collapsing, since nothing else pushes them apart);
 * temporal smoothness ``||z_{t+1} - z_t||²``;
 * inverse dynamics: an MLP predicts ``a_t`` from ``(z_t, z_{t+1})``, so the latents keep what the
-  actions change.
+  actions change; with ``inverse_dynamics_spans`` beyond 1 it also predicts the mean action of
+  ``a_t .. a_{t+k-1}`` from ``(z_t, z_{t+k}, k / T)``, whose displacement is large enough to be
+  seen early in training.
 
 Planning (:mod:`mambajepa.planning`) rolls the predictor out with its O(1) recurrent step.
 
@@ -57,6 +59,7 @@ class WorldModelLossConfig:
     covariance: float = 8.0  # VICReg covariance per time step
     time: float = 12.0  # temporal smoothness
     inverse_dynamics: float = 1.0  # action prediction from consecutive latents
+    inverse_dynamics_spans: list[int] = field(default_factory=lambda: [1])  # k of the (z_t, z_{t+k}) pairs
     target: Literal["stopgrad", "ema"] = "stopgrad"  # where the prediction targets come from
 
     def validate(self) -> None:
@@ -70,6 +73,10 @@ class WorldModelLossConfig:
         )
         if any(w < 0 for w in weights):
             raise ConfigError(f"loss weights must be >= 0, got {weights}")
+        if not self.inverse_dynamics_spans or min(self.inverse_dynamics_spans) < 1:
+            raise ConfigError(
+                f"loss.inverse_dynamics_spans={self.inverse_dynamics_spans} must be integers >= 1"
+            )
         if self.rollout_steps < 1:
             raise ConfigError(f"loss.rollout_steps={self.rollout_steps} must be >= 1")
         if self.target not in ("stopgrad", "ema"):
@@ -162,7 +169,7 @@ class WorldModel(Method):
         self.encoder, self.predictor, self.loss_cfg = encoder, predictor, loss
         Z = encoder.embed_dim
         self.inverse_dynamics = nn.Sequential(
-            nn.Linear(2 * Z, idm_hidden), nn.GELU(), nn.Linear(idm_hidden, predictor.action_dim)
+            nn.Linear(2 * Z + 1, idm_hidden), nn.GELU(), nn.Linear(idm_hidden, predictor.action_dim)
         )
         self.target_encoder = (
             EMA(encoder, ema.start, ema.end, max_steps, ema.kind) if loss.target == "ema" else None
@@ -233,7 +240,10 @@ class WorldModel(Method):
         var = torch.stack([variance_loss(z[:, t]) for t in range(T)]).mean()
         cov = torch.stack([covariance_loss(z[:, t]) for t in range(T)]).mean()
         smooth = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean()
-        idm = F.mse_loss(self.inverse_dynamics(torch.cat([z[:, :-1], z[:, 1:]], dim=-1)), actions.to(z.dtype))
+        idm = torch.stack(
+            [self._inverse_dynamics(z, actions, k) for k in self.loss_cfg.inverse_dynamics_spans if k < T]
+        )
+        idm = idm.mean()
         return {
             "prediction": one_step,
             "rollout": rollout,
@@ -242,6 +252,14 @@ class WorldModel(Method):
             "time": smooth,
             "inverse_dynamics": idm,
         }
+
+    def _inverse_dynamics(self, z: torch.Tensor, actions: torch.Tensor, k: int) -> torch.Tensor:
+        """MSE of the mean action over ``a_t .. a_{t+k-1}`` predicted from ``(z_t, z_{t+k}, k / T)``."""
+        T = z.shape[1]
+        mean_action = actions.to(z.dtype).unfold(1, k, 1).mean(-1)  # (B, T - k, A)
+        span = z.new_full((*z.shape[:1], T - k, 1), k / T)
+        pred = self.inverse_dynamics(torch.cat([z[:, :-k], z[:, k:], span], dim=-1))
+        return F.mse_loss(pred, mean_action)
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> TrainOutput:
         terms = self.loss_terms_of(batch)

@@ -115,3 +115,18 @@ def test_the_oracle_planner_ends_at_least_as_close_as_greedy():
     # the oracle's planned episodes end no farther from the goal than greedy's on average
     assert results["oracle"]["mean_final_distance"] <= results["greedy"]["mean_final_distance"] + 1e-6
     assert "oracle" in format_plan_table(results)
+
+
+def test_inverse_dynamics_spans_predict_the_mean_action_of_each_span():
+    cfg = tiny("--loss.inverse_dynamics_spans=[1,3]")
+    method = WorldModel.from_config(cfg)
+    data = method.build_data(cfg)
+    batch = data.collate_fn([data.train[i] for i in range(4)])
+    z = method.encode_frames(batch["frames"])
+    expected = []
+    for k in (1, 3):
+        target = torch.stack([batch["actions"][:, t : t + k].mean(1) for t in range(6 - k)], dim=1)
+        span = torch.full((4, 6 - k, 1), k / 6)
+        pred = method.inverse_dynamics(torch.cat([z[:, :-k], z[:, k:], span], dim=-1))
+        expected.append(((pred - target) ** 2).mean())
+    torch.testing.assert_close(method.loss_terms_of(batch)["inverse_dynamics"], torch.stack(expected).mean())
