@@ -9,7 +9,9 @@ LatentDynamics` predictor (Mamba-3 blocks, or a GRU for the ablation) maps ``(z_
   dimension), against targets that are the encoder's latents with the gradient stopped
   (``target: stopgrad``) or those of an EMA copy of the encoder (``target: ema``);
 * VICReg variance and covariance of the latents, per time step over the batch (they keep the
-  latents from collapsing, since nothing else pushes them apart);
+  latents from collapsing, since nothing else pushes them apart); with ``variance_of: motion`` the
+  variance hinge reads each latent's deviation from its clip's mean instead, so what stays fixed
+  within a clip (a random wall) cannot satisfy it and the latents must follow what moves;
 * temporal smoothness ``||z_{t+1} - z_t||²``;
 * inverse dynamics: an MLP predicts ``a_t`` from ``(z_t, z_{t+1})``, so the latents keep what the
   actions change; with ``inverse_dynamics_spans`` beyond 1 it also predicts the mean action of
@@ -56,6 +58,7 @@ class WorldModelLossConfig:
     rollout: float = 1.0  # open-loop multi-step error
     rollout_steps: int = 8  # imagined steps of the rollout term
     variance: float = 16.0  # VICReg variance hinge per time step
+    variance_of: Literal["latents", "motion"] = "latents"  # the latents, or their deviation from the clip's mean
     covariance: float = 8.0  # VICReg covariance per time step
     time: float = 12.0  # temporal smoothness
     inverse_dynamics: float = 1.0  # action prediction from consecutive latents
@@ -79,6 +82,8 @@ class WorldModelLossConfig:
             )
         if self.rollout_steps < 1:
             raise ConfigError(f"loss.rollout_steps={self.rollout_steps} must be >= 1")
+        if self.variance_of not in ("latents", "motion"):
+            raise ConfigError(f"loss.variance_of={self.variance_of!r}; expected 'latents' or 'motion'")
         if self.target not in ("stopgrad", "ema"):
             raise ConfigError(f"loss.target={self.target!r}; expected 'stopgrad' or 'ema'")
 
@@ -237,7 +242,8 @@ class WorldModel(Method):
         k = min(self.loss_cfg.rollout_steps, actions.shape[1])
         rollout = F.mse_loss(self.predictor.rollout(z[:, 0], actions[:, :k]), target[:, 1 : k + 1])
         T = z.shape[1]
-        var = torch.stack([variance_loss(z[:, t]) for t in range(T)]).mean()
+        spread = z - z.mean(dim=1, keepdim=True) if self.loss_cfg.variance_of == "motion" else z
+        var = torch.stack([variance_loss(spread[:, t]) for t in range(T)]).mean()
         cov = torch.stack([covariance_loss(z[:, t]) for t in range(T)]).mean()
         smooth = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean()
         idm = torch.stack(

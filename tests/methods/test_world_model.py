@@ -61,8 +61,14 @@ def test_loss_terms_and_their_weights():
     terms = method.loss_terms_of(batch)
     z = method.encode_frames(batch["frames"])
     torch.testing.assert_close(terms["time"], (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean())
+    motion = z - z.mean(dim=1, keepdim=True)  # the recipe's variance_of: motion
     torch.testing.assert_close(
-        terms["variance"], torch.stack([variance_loss(z[:, t]) for t in range(6)]).mean()
+        terms["variance"], torch.stack([variance_loss(motion[:, t]) for t in range(6)]).mean()
+    )
+    plain = WorldModel.from_config(tiny("--loss.variance_of=latents"))
+    plain.load_state_dict(method.state_dict())
+    torch.testing.assert_close(
+        plain.loss_terms_of(batch)["variance"], torch.stack([variance_loss(z[:, t]) for t in range(6)]).mean()
     )
     torch.testing.assert_close(
         terms["covariance"], torch.stack([covariance_loss(z[:, t]) for t in range(6)]).mean()
@@ -119,6 +125,7 @@ def test_the_oracle_planner_ends_at_least_as_close_as_greedy():
 
 def test_inverse_dynamics_spans_predict_the_mean_action_of_each_span():
     cfg = tiny("--loss.inverse_dynamics_spans=[1,3]")
+    assert load_config(resolve_recipe("world_model_two_rooms")).loss.inverse_dynamics_spans == [1, 4, 16]
     method = WorldModel.from_config(cfg)
     data = method.build_data(cfg)
     batch = data.collate_fn([data.train[i] for i in range(4)])
