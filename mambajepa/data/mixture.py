@@ -214,20 +214,10 @@ class MultimodalDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         source = self.source_of(index)
         rng = self._rng(index, 1)
-        if source == "code":
-            docs = self.code_documents
+        if source == "code" or (source == "text" and self._user["text"]):
+            docs = self.code_documents if source == "code" else self._documents("text")
             doc = docs[int(rng.integers(len(docs)))]
-            start = int(rng.integers(max(1, len(doc) - self.code_chars + 1)))
-            return {
-                "source": source,
-                "image": None,
-                "prompt": "",
-                "text": doc[start : start + self.code_chars],
-            }
-        if source == "text" and self._user["text"]:
-            docs = self._documents("text")
-            doc = docs[int(rng.integers(len(docs)))]
-            start = int(rng.integers(max(1, len(doc) - self.code_chars + 1)))
+            start = int(rng.integers(max(1, len(doc) - self.code_chars + 1)))  # a window of code_chars
             return {
                 "source": source,
                 "image": None,

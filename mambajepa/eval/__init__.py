@@ -5,7 +5,11 @@ register by name (:func:`mambajepa.registry.register_evaluation`, :class:`Evalua
 which methods offer them; ``mambajepa eval NAME --checkpoint RUN`` (:mod:`mambajepa.eval.commands`)
 runs one. ``probe`` (:mod:`mambajepa.eval.probe`) fits linear, kNN and attentive probes and
 collapse statistics on the features of every method that implements ``encode``, against its
-random initialisation, and writes ``probe.json``.
+random initialisation, and writes ``probe.json``. Method-specific evaluations: ``vljepa``
+(:mod:`mambajepa.eval.vljepa`), ``recon`` (NF-JEPA reconstructions beside interpolation,
+:mod:`mambajepa.eval.recon`), ``hybrid`` (perplexity beside an n-gram, image -> program,
+:mod:`mambajepa.eval.hybrid`) and ``plan`` (latent MPC in Two Rooms beside random, greedy and
+oracle policies, :mod:`mambajepa.eval.plan`).
 """
 
 from mambajepa.eval.attentive_probe import AttentiveProbe, attentive_probe_accuracy, fit_attentive_probe

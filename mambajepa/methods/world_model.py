@@ -58,7 +58,9 @@ class WorldModelLossConfig:
     rollout: float = 1.0  # open-loop multi-step error
     rollout_steps: int = 8  # imagined steps of the rollout term
     variance: float = 16.0  # VICReg variance hinge per time step
-    variance_of: Literal["latents", "motion"] = "latents"  # the latents, or their deviation from the clip's mean
+    variance_of: Literal["latents", "motion"] = (
+        "latents"  # the latents, or their deviation from the clip's mean
+    )
     covariance: float = 8.0  # VICReg covariance per time step
     time: float = 12.0  # temporal smoothness
     inverse_dynamics: float = 1.0  # action prediction from consecutive latents
