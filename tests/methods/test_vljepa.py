@@ -204,7 +204,7 @@ def test_two_stages_switch_task_and_keep_the_x_encoder_bit_identical(tmp_path):
     )
 
 
-def test_a_trainable_x_encoder_is_an_option_with_its_own_group():
+def test_a_trainable_x_encoder_is_an_option_with_its_own_group(tmp_path):
     method = VLJEPA.from_config(load_config(TINY_RUN, ["--x_encoder_lr_mult=0.5"]))
     groups = {g.name: g.lr_mult for g in method.param_groups()}
     assert groups["x_encoder"] == 0.5 and method.frozen_modules() == {}
@@ -213,7 +213,8 @@ def test_a_trainable_x_encoder_is_an_option_with_its_own_group():
     model.train_forward(*batch(model)).loss.backward()
     assert all(p.grad is not None for p in model.x_encoder.parameters())
     with pytest.raises(ConfigError, match="include_x_encoder=True"):
-        model.save_pretrained("unused", include_x_encoder=False)
+        model.save_pretrained(tmp_path / "refused", include_x_encoder=False)
+    assert not (tmp_path / "refused").exists()  # a refused save leaves nothing behind
     with pytest.raises(ConfigError, match="x_encoder_lr_mult=-1"):
         load_config(TINY_RUN, ["--x_encoder_lr_mult=-1"])
 

@@ -713,19 +713,19 @@ class Mamba3Jepa(nn.Module):
             The folder.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         if not isinstance(self.tokenizer, (HFTokenizer, ByteTokenizer)):
             raise ConfigError(
                 f"cannot save a {type(self.tokenizer).__name__}; use a byte or tokenizer.json tokenizer"
             )
-        if isinstance(self.tokenizer, HFTokenizer):
-            self.tokenizer.save(directory / TOKENIZER)
         if self.config.train_x_encoder and not include_x_encoder:
             raise ConfigError("the X-encoder of this model was trained: save it (include_x_encoder=True)")
+        if include_x_encoder and not hasattr(self.x_encoder, "save_pretrained"):
+            raise ConfigError(f"{type(self.x_encoder).__name__} has no save_pretrained")
+        directory.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
+        if isinstance(self.tokenizer, HFTokenizer):
+            self.tokenizer.save(directory / TOKENIZER)
         save_state_dict(self.trainable_state_dict(), directory / WEIGHTS, metadata={"format": "pt"})
         if include_x_encoder:
-            if not hasattr(self.x_encoder, "save_pretrained"):
-                raise ConfigError(f"{type(self.x_encoder).__name__} has no save_pretrained")
             self.x_encoder.save_pretrained(directory / X_ENCODER_DIR)
         meta = {
             "architecture": type(self).__name__,
