@@ -42,7 +42,7 @@ from mambajepa.config import RunConfig
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.data.tokenizers import ByteTokenizer, HFTokenizer, TextTokenizer, load_tokenizer
 from mambajepa.masks import BlockGrid, RandomTokens, Span
-from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput
+from mambajepa.methods.base import DataSpec, Method, TrainOutput
 from mambajepa.methods.jepa import JEPAEMAConfig
 from mambajepa.nn.ema import EMA
 from mambajepa.registry import register_method
@@ -580,9 +580,6 @@ class HybridMethod(Method):
 
     def build_data(self, config: HybridConfig) -> DataSpec:
         return DataSpec(config.data.build("train"), config.data.build("val"), self.collate)
-
-    def param_groups(self) -> list[ParamGroupSpec]:
-        return [ParamGroupSpec("all", self)]
 
     def checkpoint_files(self) -> dict[str, bytes]:
         """``tokenizer.json`` (a BPE or file tokenizer) in every checkpoint."""
