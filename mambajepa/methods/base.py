@@ -116,6 +116,21 @@ class ProbeConfig:
             )
 
 
+def held_out_means(rows: Iterable[tuple[int, dict[str, Any]]], prefix: str = "val/") -> dict[str, float]:
+    """Means weighted by batch size of per-batch scalars: ``[(n, {name: value}), ...] -> {prefix + name: mean}``.
+
+    What :meth:`Method.evaluate` implementations return; empty when there are no rows. Values may
+    be floats or 0-d tensors.
+    """
+    sums: dict[str, float] = {}
+    count = 0
+    for n, values in rows:
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * n
+        count += n
+    return {f"{prefix}{k}": v / count for k, v in sums.items()} if count else {}
+
+
 class Method(nn.Module, metaclass=abc.ABCMeta):
     """Base class of registered training methods (see :func:`mambajepa.registry.register_method`)."""
 

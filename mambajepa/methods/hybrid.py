@@ -42,7 +42,7 @@ from mambajepa.config import RunConfig
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.data.tokenizers import ByteTokenizer, HFTokenizer, TextTokenizer, load_tokenizer
 from mambajepa.masks import BlockGrid, RandomTokens, Span
-from mambajepa.methods.base import DataSpec, Method, TrainOutput
+from mambajepa.methods.base import DataSpec, Method, TrainOutput, held_out_means
 from mambajepa.methods.jepa import JEPAEMAConfig
 from mambajepa.nn.ema import EMA
 from mambajepa.registry import register_method
@@ -655,11 +655,8 @@ class HybridMethod(Method):
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[HybridBatch]) -> dict[str, float]:
-        totals, count = {"jepa_loss": 0.0, "lm_loss": 0.0}, 0
-        for batch in batches:
-            losses = hybrid_loss(self.forward_outputs(batch), {"target_tokens": batch.targets}, 1.0, 1.0)
-            n = batch.ids.shape[0]
-            totals["jepa_loss"] += float(losses["jepa_loss"]) * n
-            totals["lm_loss"] += float(losses["lm_loss"]) * n
-            count += n
-        return {f"val/{k}": v / count for k, v in totals.items()} if count else {}
+        def losses(batch: HybridBatch) -> dict[str, torch.Tensor]:
+            out = hybrid_loss(self.forward_outputs(batch), {"target_tokens": batch.targets}, 1.0, 1.0)
+            return {"jepa_loss": out["jepa_loss"], "lm_loss": out["lm_loss"]}
+
+        return held_out_means((b.ids.shape[0], losses(b)) for b in batches)

@@ -35,7 +35,15 @@ from mambajepa.config import RunConfig
 from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.encoders.field import pixel_grid
 from mambajepa.masks import split_sample
-from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, ProbeConfig, ProbeData, TrainOutput
+from mambajepa.methods.base import (
+    DataSpec,
+    Method,
+    ParamGroupSpec,
+    ProbeConfig,
+    ProbeData,
+    TrainOutput,
+    held_out_means,
+)
 from mambajepa.methods.jepa import JEPAEMAConfig
 from mambajepa.nn.ema import EMA
 from mambajepa.predictors.coord import CoordPredictor, CoordPredictorConfig, INRDecoder, INRDecoderConfig
@@ -468,18 +476,13 @@ class NFJEPA(Method):
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[NFBatch]) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        count = 0
-        for batch in batches:
+        def metrics(batch) -> dict:
             out = self.training_step(batch, 0)
-            n = batch.images.shape[0]
-            for key in ("jepa_loss", "recon_loss", "z_std"):
-                totals[key] = totals.get(key, 0.0) + float(out.metrics[key]) * n
-            count += n
-        if not count:
-            return {}
-        result = {f"val/{k}": v / count for k, v in totals.items()}
-        result["val/recon_psnr"] = float(psnr_db(torch.tensor(result["val/recon_loss"])))
+            return {k: out.metrics[k] for k in ("jepa_loss", "recon_loss", "z_std")}
+
+        result = held_out_means((b.images.shape[0], metrics(b)) for b in batches)
+        if result:
+            result["val/recon_psnr"] = float(psnr_db(torch.tensor(result["val/recon_loss"])))
         return result
 
     # -- inference ------------------------------------------------------------------------------

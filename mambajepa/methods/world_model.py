@@ -38,7 +38,7 @@ from mambajepa.core.errors import ConfigError, ShapeError
 from mambajepa.envs.trajectories import TwoRoomsTrajectories
 from mambajepa.envs.two_rooms import TwoRoomsConfig
 from mambajepa.losses import covariance_loss, variance_loss
-from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput
+from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, TrainOutput, held_out_means
 from mambajepa.methods.jepa import JEPAEMAConfig
 from mambajepa.nn.ema import EMA
 from mambajepa.predictors.dynamics import DynamicsConfig, LatentDynamics
@@ -282,11 +282,4 @@ class WorldModel(Method):
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        count = 0
-        for batch in batches:
-            n = batch["frames"].shape[0]
-            for name, value in self.loss_terms_of(batch).items():
-                totals[name] = totals.get(name, 0.0) + float(value) * n
-            count += n
-        return {f"val/{k}": v / count for k, v in totals.items()} if count else {}
+        return held_out_means((b["frames"].shape[0], self.loss_terms_of(b)) for b in batches)

@@ -29,6 +29,7 @@ Dimension legend:
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from collections import deque
@@ -231,7 +232,7 @@ def latent_goal_cost(goal: Tensor, states: Tensor, last_only: bool = False, p: f
     return torch.linalg.vector_norm(diff, ord=p, dim=-1).sum(dim=1)  # (N,)
 
 
-class SamplingPlanner:
+class SamplingPlanner(abc.ABC):
     """Shared loop of the Gaussian sampling planners; subclasses define how the proposal is refitted.
 
     Args:
@@ -256,6 +257,7 @@ class SamplingPlanner:
         # owned by the planner so consecutive plans draw fresh noise, yet a run is reproducible from `seed`
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
 
+    @abc.abstractmethod
     def refit(self, candidates: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
         """Proposal fitted to one iteration's candidates, before momentum and the std floor.
 
@@ -266,7 +268,6 @@ class SamplingPlanner:
         Returns:
             ``(H, A)`` mean and ``(H, A)`` std.
         """
-        raise NotImplementedError
 
     def plan(
         self,

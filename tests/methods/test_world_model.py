@@ -137,3 +137,18 @@ def test_inverse_dynamics_spans_predict_the_mean_action_of_each_span():
         pred = method.inverse_dynamics(torch.cat([z[:, :-k], z[:, k:], span], dim=-1))
         expected.append(((pred - target) ** 2).mean())
     torch.testing.assert_close(method.loss_terms_of(batch)["inverse_dynamics"], torch.stack(expected).mean())
+
+
+def test_held_out_means_weight_batches_by_size_and_the_method_uses_them():
+    from mambajepa.methods.base import held_out_means
+
+    assert held_out_means([(2, {"a": 1.0}), (6, {"a": torch.tensor(3.0)})]) == {"val/a": 2.5}
+    assert held_out_means([]) == {}
+    cfg = tiny()
+    method = WorldModel.from_config(cfg)
+    data = method.build_data(cfg)
+    batches = [data.collate_fn([data.val[i] for i in range(j, j + 4)]) for j in (0, 4)]
+    got = method.evaluate(batches)
+    with torch.no_grad():
+        terms = [method.loss_terms_of(b) for b in batches]
+    assert got["val/rollout"] == pytest.approx((float(terms[0]["rollout"]) + float(terms[1]["rollout"])) / 2)

@@ -29,7 +29,7 @@ from mambajepa.core.checkpoint import load_checkpoint_weights
 from mambajepa.core.errors import CheckpointError, ConfigError, DataError
 from mambajepa.core.mapping import load_mapped
 from mambajepa.data.tokenizers import ByteTokenizer, HFTokenizer, TextTokenizer, load_tokenizer
-from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, ProbeData
+from mambajepa.methods.base import DataSpec, Method, ParamGroupSpec, ProbeData, held_out_means
 from mambajepa.methods.vljepa.model import (
     Mamba3DecoderConfig,
     Mamba3Jepa,
@@ -404,15 +404,11 @@ class VLJEPA(Method):
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[VLBatch]) -> dict[str, float]:
-        sums: dict[str, float] = {}
-        count = 0
-        for batch in batches:
+        def metrics(batch) -> dict:
             out = self.training_step(batch, 0)
-            n = batch.images.shape[0]
-            for key in ("infonce", "decoder_ce", "batch_top1"):
-                sums[key] = sums.get(key, 0.0) + float(out.metrics[key]) * n
-            count += n
-        return {f"val/{k}": v / count for k, v in sums.items()} if count else {}
+            return {k: out.metrics[k] for k in ("infonce", "decoder_ce", "batch_top1")}
+
+        return held_out_means((b.images.shape[0], metrics(b)) for b in batches)
 
     def encode(self, batch: torch.Tensor) -> torch.Tensor:
         """Query-free predicted embeddings ``(B, Z)`` of images (what the probes read)."""
